@@ -1,0 +1,264 @@
+"""The ``cargohold`` command line.
+
+Commands reach the runtime through `runtime()`; plugins add their own
+commands through the `cargohold_cli` hook. Every `CargoholdError` becomes a
+one-line message on stderr and exit code 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cargohold.core.driver import VolumeDriver
+from cargohold.core.errors import CargoholdError, InvalidArgument
+from cargohold.core.filters import LIST_FILTERS, PRUNE_FILTERS, parse_filters
+from cargohold.core.paths import STATE_DIR_ENV
+from cargohold.core.pluginmanager import build_plugin_manager
+from cargohold.core.runtime import Runtime
+from cargohold.core.volumes import Volume
+
+
+def runtime() -> Runtime:
+    """The runtime of the running command, built on first use and closed at exit."""
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    rt = root.meta.get("cargohold.runtime")
+    if rt is None:
+        state_dir = root.params.get("state_dir")
+        rt = Runtime(Path(state_dir) if state_dir else None)
+        root.meta["cargohold.runtime"] = rt
+        root.call_on_close(rt.close)
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+def key_values(pairs: Sequence[str], what: str) -> dict[str, str]:
+    """``("a=b", "c")`` -> ``{"a": "b", "c": ""}``, as docker parses -o and --label."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if not key:
+            raise InvalidArgument(f"bad {what} {pair!r}: write key=value")
+        result[key] = value
+    return result
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=4))
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("   ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--state-dir",
+    envvar=STATE_DIR_ENV,
+    type=click.Path(file_okay=False),
+    help=f"state directory (default: /var/lib/cargohold as root, else the XDG state dir; "
+    f"env {STATE_DIR_ENV})",
+)
+@click.version_option(package_name="cargohold")
+def cli(state_dir: str | None) -> None:
+    """cargohold: pluggable storage and volume drivers for containers."""
+
+
+# -- volume ------------------------------------------------------------------
+
+
+@cli.group()
+def volume() -> None:
+    """Manage volumes."""
+
+
+@volume.command("create")
+@click.argument("name", required=False)
+@click.option("-d", "--driver", default="local", show_default=True, help="volume driver")
+@click.option(
+    "-o", "--opt", "opts", multiple=True, help="driver option key=value ('-o help' lists them)"
+)
+@click.option("--label", "labels", multiple=True, help="label key=value")
+def volume_create(
+    name: str | None, driver: str, opts: tuple[str, ...], labels: tuple[str, ...]
+) -> None:
+    """Create a volume (a 64-hex name is made when NAME is left out)."""
+    rt = runtime()
+    if "help" in opts:
+        describe_options(rt.drivers.get(driver))
+        return
+    created = rt.volumes.create(
+        name, driver, key_values(opts, "option"), key_values(labels, "label")
+    )
+    click.echo(created.name)
+
+
+def describe_options(driver: VolumeDriver) -> None:
+    click.echo(f"driver {driver.name} (scope {driver.scope}) takes these options:")
+    if not driver.options:
+        click.echo("  (none)")
+    rows = []
+    for option in driver.options:
+        flags: list[str] = [option.type]
+        if option.required:
+            flags.append("required")
+        if option.secret:
+            flags.append("secret: give env:NAME or file:/path")
+        if option.default is not None:
+            flags.append(f"default {option.default}")
+        if option.choices:
+            flags.append("one of " + "|".join(option.choices))
+        rows.append([f"  {option.name}", ", ".join(flags), option.help])
+    if rows:
+        table(rows, ["  OPTION", "KIND", "MEANING"])
+
+
+@volume.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="only names")
+@click.option("-f", "--filter", "filters", multiple=True, help="dangling=, driver=, label=, name=")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
+    """List volumes."""
+    volumes = runtime().volumes.list(parse_filters(filters, LIST_FILTERS))
+    if quiet:
+        for v in volumes:
+            click.echo(v.name)
+    elif fmt == "json":
+        emit_json([v.to_docker() for v in volumes])
+    else:
+        table([[v.driver, v.name] for v in volumes], ["DRIVER", "VOLUME NAME"])
+
+
+@volume.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["json"]), default="json")
+def volume_inspect(names: tuple[str, ...], fmt: str) -> None:
+    """Show volumes in detail (JSON, as docker volume inspect)."""
+    service = runtime().volumes
+    found: list[Volume] = []
+    failed = False
+    for name in names:
+        try:
+            found.append(service.get(name))
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    emit_json([_inspect_view(v) for v in found])
+    if failed:
+        sys.exit(1)
+
+
+def _inspect_view(v: Volume) -> dict[str, Any]:
+    view = v.to_docker()
+    view["RefCount"] = v.ref_count
+    return view
+
+
+@volume.command("rm")
+@click.argument("names", nargs=-1, required=True)
+@click.option(
+    "-f", "--force", is_flag=True, help="no error for missing volumes (never removes one in use)"
+)
+def volume_rm(names: tuple[str, ...], force: bool) -> None:
+    """Remove volumes. A volume in use is never removed."""
+    service = runtime().volumes
+    failed = False
+    for name in names:
+        try:
+            service.remove(name, force=force)
+            click.echo(name)
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@volume.command("prune")
+@click.option(
+    "-a", "--all", "prune_all", is_flag=True, help="also named volumes, not only anonymous"
+)
+@click.option("--filter", "filters", multiple=True, help="label=, label!=")
+@click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
+def volume_prune(prune_all: bool, filters: tuple[str, ...], force: bool) -> None:
+    """Remove unused volumes (anonymous ones, or all with -a)."""
+    parsed = parse_filters(filters, PRUNE_FILTERS)
+    if prune_all:
+        parsed["all"] = {"true"}
+    what = (
+        "all local volumes not used by at least one container"
+        if prune_all
+        else ("all anonymous local volumes not used by at least one container")
+    )
+    if not force and not click.confirm(f"WARNING! This will remove {what}.\nAre you sure?"):
+        return
+    report = runtime().volumes.prune(parsed)
+    if report.removed:
+        click.echo("Deleted Volumes:")
+        for name in report.removed:
+            click.echo(name)
+        click.echo()
+    click.echo(f"Total reclaimed space: {report.space_reclaimed} B")
+
+
+# -- plugin ------------------------------------------------------------------
+
+
+@cli.group()
+def plugin() -> None:
+    """Inspect plugins."""
+
+
+@plugin.command("ls")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def plugin_ls(fmt: str) -> None:
+    """List loaded plugins and the volume drivers each provides."""
+    rt = runtime()
+    rows: list[dict[str, Any]] = []
+    for name, module in rt.plugin_manager.list_name_plugin():
+        drivers: list[str] = []
+        impl = getattr(module, "cargohold_volume_drivers", None)
+        if impl is not None:
+            drivers = [cls.name for cls in impl()]
+        dist = rt.plugin_manager.origins.get(name, "-")
+        rows.append({"name": name, "distribution": dist, "drivers": drivers})
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(
+        [[r["name"], r["distribution"], ", ".join(r["drivers"]) or "-"] for r in rows],
+        ["PLUGIN", "FROM", "DRIVERS"],
+    )
+
+
+# -- entry point -------------------------------------------------------------
+
+
+def build_cli() -> click.Group:
+    """The command line, with every plugin's commands added."""
+    pm = build_plugin_manager()
+    pm.hook.cargohold_cli(group=cli)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        group = build_cli()
+        group.main(args=argv, prog_name="cargohold", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except CargoholdError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)

@@ -1,0 +1,76 @@
+"""Building a plugin manager for one runtime.
+
+Plugins are found through the ``cargohold`` entry-point group, the same way
+for built-in and third-party plugins. Two environment variables steer it:
+
+``CARGOHOLD_DISABLE_PLUGIN_AUTOLOAD``
+    set to anything non-empty: load only cargohold's own plugins, no
+    third-party entry points (as pytest's ``PYTEST_DISABLE_PLUGIN_AUTOLOAD``).
+``CARGOHOLD_BLOCK_PLUGINS``
+    comma-separated plugin names (entry-point names) never to load.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Iterable
+
+import pluggy
+
+from cargohold.core import hookspecs
+
+ENTRY_POINT_GROUP = "cargohold"
+DISTRIBUTION = "cargohold"
+AUTOLOAD_ENV = "CARGOHOLD_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_ENV = "CARGOHOLD_BLOCK_PLUGINS"
+
+
+def blocked_from_env() -> set[str]:
+    return {n.strip() for n in os.environ.get(BLOCK_ENV, "").split(",") if n.strip()}
+
+
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, remembering which distribution each plugin came from."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        #: plugin name -> "distribution version", for plugins from entry points
+        self.origins: dict[str, str] = {}
+
+
+def build_plugin_manager(
+    *,
+    autoload: bool | None = None,
+    blocked: Iterable[str] = (),
+    plugins: Iterable[object] = (),
+) -> PluginManager:
+    """A fresh manager with every hook spec and the plugins that apply.
+
+    ``autoload`` None follows the environment; False loads only cargohold's
+    own entry points. ``plugins`` are extra plugin objects (modules or
+    instances) registered after the entry points, as tests and embedders need.
+    """
+    pm = PluginManager()
+    if autoload is None:
+        autoload = not os.environ.get(AUTOLOAD_ENV)
+    blocked_names = set(blocked) | blocked_from_env()
+    for name in blocked_names:
+        pm.set_blocked(name)
+
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        is_own = ep.dist is not None and ep.dist.name == DISTRIBUTION
+        if not (autoload or is_own):
+            continue
+        plugin = ep.load()
+        pm.register(plugin, name=ep.name)
+        if ep.dist is not None:
+            pm.origins[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+    for plugin in plugins:
+        pm.register(plugin)
+    # Every hookimpl must match a spec: a typo'd hook name fails here, early.
+    pm.check_pending()
+    return pm

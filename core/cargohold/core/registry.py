@@ -1,0 +1,96 @@
+"""Named, lazily built volume drivers, with install hints for missing ones."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+from typing import Any
+
+from cargohold.core.driver import DriverContext, VolumeDriver
+from cargohold.core.errors import Conflict, InvalidArgument, NotFound
+from cargohold.core.names import validate_driver_name
+
+# Drivers that ship with cargohold but need an extra; named so a user who
+# asks for one learns what to install instead of "unknown driver".
+INSTALL_HINTS: dict[str, str] = {
+    "s3": "pip install 'cargohold[s3]'",
+    "azurefile": "pip install 'cargohold[azure]'",
+    "gcs": "pip install 'cargohold[gcs]'",
+}
+
+
+class DriverRegistry:
+    """Driver classes collected from ``cargohold_volume_drivers``, built on first use."""
+
+    def __init__(self, hook: Any, root: Path) -> None:
+        self._hook = hook
+        self._root = root
+        self._classes: dict[str, type[VolumeDriver]] | None = None
+        self._instances: dict[str, VolumeDriver] = {}
+        self._lock = threading.Lock()
+
+    def classes(self) -> dict[str, type[VolumeDriver]]:
+        if self._classes is None:
+            found: dict[str, type[VolumeDriver]] = {}
+            for provided in self._hook.cargohold_volume_drivers():
+                for cls in provided:
+                    _check_driver_class(cls)
+                    if cls.name in found and found[cls.name] is not cls:
+                        raise Conflict(
+                            f"two plugins provide a volume driver named {cls.name!r}: "
+                            f"{_origin(found[cls.name])} and {_origin(cls)}; "
+                            "block one with CARGOHOLD_BLOCK_PLUGINS"
+                        )
+                    found[cls.name] = cls
+            self._classes = found
+        return self._classes
+
+    def names(self) -> list[str]:
+        return sorted(self.classes())
+
+    def get(self, name: str) -> VolumeDriver:
+        """The driver named ``name``, built on first use."""
+        validate_driver_name(name)
+        with self._lock:
+            driver = self._instances.get(name)
+            if driver is None:
+                cls = self.classes().get(name)
+                context = DriverContext(root=self._root / name, hook=self._hook)
+                if cls is not None:
+                    context.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    driver = cls(context)
+                else:
+                    driver = self._hook.cargohold_find_volume_driver(name=name, context=context)
+                    if driver is None:
+                        raise NotFound(_unknown_driver_message(name, self.names()))
+                self._instances[name] = driver
+            return driver
+
+    def close(self) -> None:
+        with self._lock:
+            for driver in self._instances.values():
+                driver.close()
+            self._instances.clear()
+
+
+def _check_driver_class(cls: object) -> None:
+    if not (inspect.isclass(cls) and issubclass(cls, VolumeDriver)):
+        raise InvalidArgument(f"{cls!r} is not a VolumeDriver subclass")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise InvalidArgument(f"volume driver {_origin(cls)} does not implement: {missing}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"volume driver {_origin(cls)} has no name")
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _unknown_driver_message(name: str, known: list[str]) -> str:
+    message = f"no volume driver named {name!r}"
+    if hint := INSTALL_HINTS.get(name):
+        return f"{message}: it ships as an extra, install it with {hint}"
+    return f"{message}; installed drivers: {', '.join(known) or 'none'}"

@@ -1,0 +1,57 @@
+"""The runtime: one plugin manager, one state directory, the services on top."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+
+from cargohold.core.locks import VolumeLocks
+from cargohold.core.paths import default_state_dir
+from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
+from cargohold.core.registry import DriverRegistry
+from cargohold.core.store import Store
+from cargohold.core.volumes import VolumeService
+
+
+class Runtime:
+    """Everything one cargohold process needs; no module-global state.
+
+    ``state_dir`` defaults to `default_state_dir`; ``autoload`` and
+    ``plugins`` go to `build_plugin_manager`.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None = None,
+        *,
+        autoload: bool | None = None,
+        plugins: Iterable[object] = (),
+        blocked: Iterable[str] = (),
+    ) -> None:
+        self.state_dir = (state_dir or default_state_dir()).absolute()
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.plugin_manager: PluginManager = build_plugin_manager(
+            autoload=autoload, blocked=blocked, plugins=plugins
+        )
+        self.hook = self.plugin_manager.hook
+        self.store = Store(self.state_dir / "state.db")
+        self.drivers = DriverRegistry(self.hook, self.state_dir / "drivers")
+        self.volumes = VolumeService(
+            self.store, self.drivers, VolumeLocks(self.state_dir / "locks"), self.hook
+        )
+
+    def close(self) -> None:
+        self.drivers.close()
+        self.store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,187 @@
+"""Persistent metadata: volumes and their references, in SQLite (WAL).
+
+The store is the single source of truth for what exists; drivers hold only
+bytes. Every change is one transaction, so a crash leaves either the old or
+the new state, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    options TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    mountpoint TEXT
+);
+CREATE TABLE IF NOT EXISTS refs (
+    volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+    ref TEXT NOT NULL,
+    count INTEGER NOT NULL CHECK (count > 0),
+    PRIMARY KEY (volume, ref)
+);
+"""
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VolumeRecord:
+    """What the core knows of a volume. ``options`` hold secret references, not secrets."""
+
+    name: str
+    driver: str
+    options: Mapping[str, str]
+    labels: Mapping[str, str]
+    created_at: str
+    mountpoint: str | None = None
+    refs: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ref_count(self) -> int:
+        return sum(self.refs.values())
+
+
+class Store:
+    """Volume metadata in one SQLite file; safe across threads and processes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        with self._transaction() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"state database {path} was written by a newer cargohold "
+                    f"(schema {version}); upgrade cargohold to use it"
+                )
+            # executescript() would commit early; run the statements one by one
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- volumes -------------------------------------------------------------
+
+    def get(self, name: str) -> VolumeRecord | None:
+        db = self._connection()
+        row = db.execute(
+            "SELECT name, driver, options, labels, created_at, mountpoint"
+            " FROM volumes WHERE name = ?",
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        refs = dict(db.execute("SELECT ref, count FROM refs WHERE volume = ?", (name,)))
+        return _record(row, refs)
+
+    def list(self) -> list[VolumeRecord]:
+        db = self._connection()
+        refs: dict[str, dict[str, int]] = {}
+        for volume, ref, count in db.execute("SELECT volume, ref, count FROM refs"):
+            refs.setdefault(volume, {})[ref] = count
+        rows = db.execute(
+            "SELECT name, driver, options, labels, created_at, mountpoint"
+            " FROM volumes ORDER BY name"
+        )
+        return [_record(row, refs.get(row[0], {})) for row in rows]
+
+    def add(self, record: VolumeRecord) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO volumes (name, driver, options, labels, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.name,
+                    record.driver,
+                    json.dumps(dict(record.options), sort_keys=True),
+                    json.dumps(dict(record.labels), sort_keys=True),
+                    record.created_at,
+                ),
+            )
+
+    def delete(self, name: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM volumes WHERE name = ?", (name,))
+
+    # -- references ----------------------------------------------------------
+
+    def add_ref(self, name: str, ref: str, mountpoint: str) -> int:
+        """Count one more use of ``name`` by ``ref``; return the volume's total."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO refs (volume, ref, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (volume, ref) DO UPDATE SET count = count + 1",
+                (name, ref),
+            )
+            db.execute("UPDATE volumes SET mountpoint = ? WHERE name = ?", (mountpoint, name))
+            return _total(db, name)
+
+    def drop_ref(self, name: str, ref: str) -> int:
+        """Count one use fewer; return the volume's total. Unknown refs change nothing."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE refs SET count = count - 1 WHERE volume = ? AND ref = ? AND count > 1",
+                (name, ref),
+            )
+            if db.execute("SELECT changes()").fetchone()[0] == 0:
+                db.execute("DELETE FROM refs WHERE volume = ? AND ref = ?", (name, ref))
+            total = _total(db, name)
+            if total == 0:
+                db.execute("UPDATE volumes SET mountpoint = NULL WHERE name = ?", (name,))
+            return total
+
+
+def _total(db: sqlite3.Connection, name: str) -> int:
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(count), 0) FROM refs WHERE volume = ?", (name,)
+    ).fetchone()
+    return int(total)
+
+
+def _record(row: tuple[str, str, str, str, str, str | None], refs: dict[str, int]) -> VolumeRecord:
+    name, driver, options, labels, created_at, mountpoint = row
+    return VolumeRecord(
+        name=name,
+        driver=driver,
+        options=json.loads(options),
+        labels=json.loads(labels),
+        created_at=created_at,
+        mountpoint=mountpoint,
+        refs=refs,
+    )

@@ -1,0 +1,378 @@
+"""The volume service: names, metadata, references, locks and option checks.
+
+Modelled on moby's volume service: the service owns every fact about a
+volume, and a driver is asked only to move bytes. A driver hears ``mount``
+for the first reference of a volume and ``unmount`` for the last one.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cargohold.core import secrets
+from cargohold.core.driver import Option, VolumeDriver
+from cargohold.core.errors import CargoholdError, Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.events import VolumeAction, VolumeEvent
+from cargohold.core.filters import Filters, labels_match, truthy
+from cargohold.core.locks import VolumeLocks
+from cargohold.core.names import anonymous_volume_name, validate_volume_name
+from cargohold.core.registry import DriverRegistry
+from cargohold.core.store import Store, VolumeRecord
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS_LABEL = "com.docker.volume.anonymous"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume as users see it (``inspect``); secret options show their references."""
+
+    name: str
+    driver: str
+    mountpoint: str
+    created_at: str
+    labels: Mapping[str, str]
+    options: Mapping[str, str]
+    scope: str
+    status: Mapping[str, Any] = field(default_factory=dict)
+    refs: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def ref_count(self) -> int:
+        return sum(self.refs.values())
+
+    @property
+    def anonymous(self) -> bool:
+        return ANONYMOUS_LABEL in self.labels
+
+    def to_docker(self) -> dict[str, Any]:
+        """The Engine API's Volume object."""
+        return {
+            "Name": self.name,
+            "Driver": self.driver,
+            "Mountpoint": self.mountpoint,
+            "CreatedAt": self.created_at,
+            "Status": dict(self.status),
+            "Labels": dict(self.labels),
+            "Scope": self.scope,
+            "Options": dict(self.options),
+            "UsageData": None,
+        }
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    removed: list[str]
+    space_reclaimed: int
+
+
+class VolumeService:
+    def __init__(
+        self, store: Store, drivers: DriverRegistry, locks: VolumeLocks, hook: Any
+    ) -> None:
+        self.store = store
+        self.drivers = drivers
+        self.locks = locks
+        self.hook = hook
+
+    # -- create --------------------------------------------------------------
+
+    def create(
+        self,
+        name: str | None = None,
+        driver: str = "local",
+        opts: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        anonymous: bool = False,
+    ) -> Volume:
+        """Create a volume, or return the existing one if nothing asked differs.
+
+        With no ``name`` a 64-hex name is made; ``anonymous`` also adds
+        Docker's anonymous-volume label (volumes made for a container).
+        """
+        name = anonymous_volume_name() if name is None else validate_volume_name(name)
+        raw_opts = _string_map(opts, "option")
+        labels = _string_map(labels, "label")
+        if anonymous:
+            labels = {**labels, ANONYMOUS_LABEL: ""}
+        drv = self.drivers.get(driver)
+        typed = check_options(drv, raw_opts)
+        with self.locks.hold(name):
+            existing = self.store.get(name)
+            if existing is not None:
+                _check_same(existing, driver, raw_opts, labels)
+                return self._view(existing, drv)
+            self.hook.cargohold_validate_volume(name=name, driver=driver, opts=typed)
+            resolved, values = self._resolve(drv, typed)
+            with secrets.redacting(values):
+                drv.create(name, resolved)
+            record = VolumeRecord(
+                name=name,
+                driver=driver,
+                options=raw_opts,
+                labels=labels,
+                created_at=_now(),
+            )
+            self.store.add(record)
+        self._emit("create", record)
+        return self._view(record, drv)
+
+    # -- read ----------------------------------------------------------------
+
+    def get(self, name: str) -> Volume:
+        record = self._record(name)
+        return self._view(record, self.drivers.get(record.driver))
+
+    def list(self, filters: Filters | None = None) -> list[Volume]:
+        filters = filters or {}
+        records = [r for r in self.store.list() if _matches(r, filters)]
+        return [self._view(r, self.drivers.get(r.driver), with_status=False) for r in records]
+
+    def path(self, name: str) -> Path | None:
+        """Where the volume is mounted now, or None when it is not mounted."""
+        record = self._record(name)
+        return Path(record.mountpoint) if record.mountpoint else None
+
+    # -- remove --------------------------------------------------------------
+
+    def remove(self, name: str, *, force: bool = False) -> None:
+        """Remove a volume and its data. Refused while any reference holds it.
+
+        ``force`` makes a missing volume no error; it never overrides references.
+        """
+        validate_volume_name(name)
+        with self.locks.hold(name):
+            record = self.store.get(name)
+            if record is None:
+                if force:
+                    return
+                raise NotFound(f"no such volume: {name}")
+            self._remove_locked(record)
+        self._emit("remove", record)
+
+    def _remove_locked(self, record: VolumeRecord) -> None:
+        if record.refs:
+            users = ", ".join(sorted(record.refs))
+            raise InUse(
+                f"volume {record.name} is in use - [{users}]: stop or remove what uses it first"
+            )
+        drv = self.drivers.get(record.driver)
+        resolved, values = self._resolve(drv, check_options(drv, record.options))
+        with secrets.redacting(values):
+            try:
+                drv.remove(record.name, resolved)
+            except NotFound:
+                log.warning("driver %s had no data for volume %s", record.driver, record.name)
+        self.store.delete(record.name)
+
+    def prune(self, filters: Filters | None = None) -> PruneReport:
+        """Remove unused volumes: anonymous ones only, unless ``all=true``."""
+        filters = filters or {}
+        prune_all = bool(truthy(filters, "all"))
+        removed: list[str] = []
+        space = 0
+        for record in self.store.list():
+            if record.refs or not _matches(record, filters):
+                continue
+            if not prune_all and ANONYMOUS_LABEL not in record.labels:
+                continue
+            with self.locks.hold(record.name):
+                current = self.store.get(record.name)
+                if current is None or current.refs:
+                    continue
+                drv = self.drivers.get(current.driver)
+                if drv.capabilities.usage:
+                    with contextlib.suppress(CargoholdError):
+                        space += drv.usage(current.name)
+                self._remove_locked(current)
+            removed.append(current.name)
+            self._emit("prune", current)
+        return PruneReport(removed, space)
+
+    # -- mount ---------------------------------------------------------------
+
+    def mount(self, name: str, mount_id: str) -> Path:
+        """Take a reference for ``mount_id`` and return the host path of the data.
+
+        The same ``mount_id`` may mount twice (Docker's ``cp`` does); each
+        mount needs its own unmount.
+        """
+        validate_volume_name(name)
+        _check_mount_id(mount_id)
+        with self.locks.hold(name):
+            record = self._record(name)
+            if record.mountpoint is not None:
+                path = Path(record.mountpoint)
+            else:
+                drv = self.drivers.get(record.driver)
+                resolved, values = self._resolve(drv, check_options(drv, record.options))
+                with secrets.redacting(values):
+                    path = drv.mount(name, mount_id, resolved)
+            self.store.add_ref(name, mount_id, str(path))
+        self._emit("mount", record, id=mount_id)
+        return path
+
+    def unmount(self, name: str, mount_id: str) -> None:
+        """Drop one reference of ``mount_id``; an unknown id is no error."""
+        validate_volume_name(name)
+        with self.locks.hold(name):
+            record = self._record(name)
+            count = record.refs.get(mount_id, 0)
+            if count == 0:
+                log.info("unmount of volume %s by unknown id %s ignored", name, mount_id)
+                return
+            if record.ref_count == 1:
+                drv = self.drivers.get(record.driver)
+                resolved, values = self._resolve(drv, check_options(drv, record.options))
+                with secrets.redacting(values):
+                    drv.unmount(name, mount_id, resolved)
+            self.store.drop_ref(name, mount_id)
+        self._emit("unmount", record, id=mount_id)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _record(self, name: str) -> VolumeRecord:
+        validate_volume_name(name)
+        record = self.store.get(name)
+        if record is None:
+            raise NotFound(f"no such volume: {name}")
+        return record
+
+    def _view(self, record: VolumeRecord, drv: VolumeDriver, with_status: bool = True) -> Volume:
+        mountpoint = record.mountpoint
+        status: Mapping[str, Any] = {}
+        if with_status or mountpoint is None:
+            try:
+                reported = drv.get(record.name)
+            except CargoholdError as err:
+                status = {"error": str(err)}
+            else:
+                status = reported.status
+                if mountpoint is None and reported.mountpoint is not None:
+                    mountpoint = str(reported.mountpoint)
+        return Volume(
+            name=record.name,
+            driver=record.driver,
+            mountpoint=mountpoint or "",
+            created_at=record.created_at,
+            labels=record.labels,
+            options=record.options,
+            scope=drv.scope,
+            status=status,
+            refs=record.refs,
+        )
+
+    def _resolve(
+        self, drv: VolumeDriver, typed: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], builtins.list[str]]:
+        """Swap secret references for values; also return the values, for redaction."""
+        resolved = dict(typed)
+        values: list[str] = []
+        for option in drv.options:
+            if option.secret and typed.get(option.name) is not None:
+                value = secrets.resolve(self.hook, option.name, str(typed[option.name]))
+                resolved[option.name] = value
+                values.append(value)
+        return resolved, values
+
+    def _emit(self, action: VolumeAction, record: VolumeRecord, **attributes: str) -> None:
+        event = VolumeEvent(action, record.name, record.driver, attributes)
+        try:
+            self.hook.cargohold_volume_event(event=event)
+        except Exception:
+            log.exception("a cargohold_volume_event hook failed for %s", record.name)
+
+
+def check_options(drv: VolumeDriver, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Validate ``raw`` against the driver's declaration; return converted values."""
+    declared: dict[str, Option] = {o.name: o for o in drv.options}
+    unknown = sorted(set(raw) - set(declared))
+    if unknown:
+        valid = ", ".join(declared) or "none"
+        raise InvalidArgument(
+            f"invalid option {unknown[0]!r} for driver {drv.name}: valid options are {valid} "
+            f"(see: cargohold volume create -d {drv.name} -o help)"
+        )
+    typed: dict[str, Any] = {}
+    for name, option in declared.items():
+        if name in raw:
+            typed[name] = raw[name] if option.secret else option.convert(raw[name])
+        elif option.required:
+            raise InvalidArgument(f"driver {drv.name} needs option {name}: {option.help}")
+        elif option.default is not None:
+            typed[name] = option.default
+    return typed
+
+
+def _check_same(
+    existing: VolumeRecord, driver: str, opts: Mapping[str, str], labels: Mapping[str, str]
+) -> None:
+    name = existing.name
+    if existing.driver != driver:
+        raise Conflict(
+            f"driver {existing.driver!r} already has volume {name!r}: "
+            "pick another name, or remove that volume first"
+        )
+    differences = _differences("option", existing.options, opts)
+    differences += _differences("label", existing.labels, labels)
+    if differences:
+        raise Conflict(
+            f"volume {name!r} already exists with different settings: "
+            f"{'; '.join(differences)}. Remove it first, or create it as it is"
+        )
+
+
+def _differences(kind: str, have: Mapping[str, str], asked: Mapping[str, str]) -> list[str]:
+    """What differs, when anything was asked at all (asking nothing accepts what exists)."""
+    if not asked or dict(have) == dict(asked):
+        return []
+    found = []
+    for key in sorted(set(have) | set(asked)):
+        if have.get(key) != asked.get(key):
+            was = "unset" if key not in have else repr(have[key])
+            now = "unset" if key not in asked else repr(asked[key])
+            found.append(f"{kind} {key} is {was}, asked {now}")
+    return found
+
+
+def _matches(record: VolumeRecord, filters: Filters) -> bool:
+    dangling = truthy(filters, "dangling")
+    if dangling is not None and dangling != (not record.refs):
+        return False
+    if "driver" in filters and record.driver not in filters["driver"]:
+        return False
+    if "name" in filters and not any(n in record.name for n in filters["name"]):
+        return False
+    if not labels_match(record.labels, filters.get("label", ())):
+        return False
+    return labels_match(record.labels, filters.get("label!", ()), negate=True)
+
+
+def _string_map(values: Mapping[str, str] | None, kind: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for key, value in (values or {}).items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InvalidArgument(f"bad {kind} {key!r}: keys and values must be strings")
+        if "\0" in key or "\0" in value:
+            raise InvalidArgument(f"bad {kind} {key!r}: NUL characters are not allowed")
+        result[key] = value
+    return result
+
+
+def _check_mount_id(mount_id: str) -> None:
+    if not isinstance(mount_id, str) or not mount_id or len(mount_id) > 256:
+        raise InvalidArgument("mount id must be a non-empty string of at most 256 characters")
+
+
+def _now() -> str:
+    """RFC 3339 with a zone: the Docker engine drops volumes whose CreatedAt lacks one."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

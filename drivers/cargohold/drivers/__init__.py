@@ -1,0 +1,1 @@
+"""cargohold's storage drivers: the code that stores and moves bytes."""
