@@ -10,6 +10,14 @@ import pytest
 
 from cargohold.core import Runtime
 
+from .realdocker import (
+    DockerEngine,
+    build_busybox_image,
+    dockerd_missing_reason,
+    start_engine,
+    stop_engine,
+)
+
 NO_SKIP = bool(os.environ.get("CARGOHOLD_NO_SKIP"))
 
 
@@ -39,3 +47,24 @@ def runtime(state_dir: Path) -> Iterator[Runtime]:
     """A runtime on a private state directory, with the installed plugins."""
     with Runtime(state_dir) as rt:
         yield rt
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[DockerEngine]:
+    """A private real Docker engine for the session (skips, with the reason, if impossible)."""
+    reason = dockerd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    engine = start_engine()
+    try:
+        yield engine
+    finally:
+        stop_engine(engine)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_engine: DockerEngine) -> str:
+    """The tag of a tiny busybox image inside `docker_engine`."""
+    tag = "cargohold-busybox:test"
+    build_busybox_image(docker_engine, tag)
+    return tag
