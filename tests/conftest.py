@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -68,3 +70,19 @@ def busybox_image(docker_engine: DockerEngine) -> str:
     tag = "cargohold-busybox:test"
     build_busybox_image(docker_engine, tag)
     return tag
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of cargohold, built from this tree as ``pip install .`` would, and its deps.
+
+    Fresh virtual environments install from here with ``--no-index``, so each
+    test's install is fast and sees nothing of the development environment.
+    """
+    house = tmp_path_factory.mktemp("wheelhouse")
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "-w", str(house)]
+    built = subprocess.run([*command, f"{root}[testing]"], capture_output=True, text=True)
+    if built.returncode != 0:
+        pytest.fail(f"building cargohold's wheels failed:\n{built.stderr}")
+    return house

@@ -8,6 +8,7 @@ one-line message on stderr and exit code 1; usage errors exit 2.
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import click
 from cargohold.core.driver import VolumeDriver
 from cargohold.core.errors import CargoholdError, InvalidArgument
 from cargohold.core.filters import LIST_FILTERS, PRUNE_FILTERS, parse_filters
-from cargohold.core.paths import STATE_DIR_ENV
+from cargohold.core.paths import STATE_DIR_ENV, default_state_dir
 from cargohold.core.pluginmanager import build_plugin_manager
 from cargohold.core.runtime import Runtime
 from cargohold.core.volumes import Volume
@@ -31,7 +32,14 @@ def runtime() -> Runtime:
     rt = root.meta.get("cargohold.runtime")
     if rt is None:
         state_dir = root.params.get("state_dir")
-        rt = Runtime(Path(state_dir) if state_dir else None)
+        try:
+            rt = Runtime(Path(state_dir) if state_dir else None)
+        except (OSError, sqlite3.Error, RuntimeError) as err:
+            where = state_dir or default_state_dir()
+            raise CargoholdError(
+                f"cannot open the state directory {where}: {err}. "
+                f"Point {STATE_DIR_ENV} or --state-dir at a writable directory"
+            ) from None
         root.meta["cargohold.runtime"] = rt
         root.call_on_close(rt.close)
     assert isinstance(rt, Runtime)
@@ -90,13 +98,17 @@ def volume() -> None:
 def volume_create(
     name: str | None, driver: str, opts: tuple[str, ...], labels: tuple[str, ...]
 ) -> None:
-    """Create a volume (a 64-hex name is made when NAME is left out)."""
+    """Create a volume (without NAME: an anonymous one with a 64-hex name, as docker)."""
     rt = runtime()
     if "help" in opts:
         describe_options(rt.drivers.get(driver))
         return
     created = rt.volumes.create(
-        name, driver, key_values(opts, "option"), key_values(labels, "label")
+        name,
+        driver,
+        key_values(opts, "option"),
+        key_values(labels, "label"),
+        anonymous=name is None,
     )
     click.echo(created.name)
 
@@ -260,5 +272,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         err.show()
         sys.exit(err.exit_code)
     except CargoholdError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except OSError as err:  # permission denied, disk full: the user's to fix, not a bug
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)

@@ -147,6 +147,9 @@ class VolumeDriver(abc.ABC):
     scope: ClassVar[Scope] = "local"
     #: The options `create` accepts; anything else is refused by the core.
     options: ClassVar[tuple[Option, ...]] = ()
+    #: Pass options not in `options` through as strings instead of refusing
+    #: them: for drivers that cannot declare theirs (a remote Docker plugin).
+    accepts_any_option: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, context: DriverContext) -> None:

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
     from cargohold.core.driver import DriverContext, VolumeDriver
     from cargohold.core.events import VolumeEvent
+    from cargohold.core.snapshots import SnapshotDriver
+
+    # container hooks: these modules import nothing from here at run time
+    from cargohold.core.containers import Container, ContainerEvent, Rootfs
+    from cargohold.core.mountspec import MountSpec, PreparedMount
+    from cargohold.core.runtime import Runtime
 
 PROJECT = "cargohold"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -45,6 +51,34 @@ def cargohold_volume_drivers() -> Sequence[type[VolumeDriver]]:
     Keep this hook cheap: import heavy SDKs inside the driver module, which
     this hook imports only when called. Two plugins providing the same driver
     name is an error reported when drivers are collected.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cargohold_snapshotters() -> Sequence[type[SnapshotDriver]]:
+    """Return the snapshot-driver classes (copy-on-write layers) this plugin provides.
+
+    Each is a `cargohold.core.snapshots.SnapshotDriver` subclass with a unique
+    ``name`` (built in: ``overlay``, ``copy``, ``btrfs``). The core builds one
+    lazily as ``cls(SnapshotContext(root))``, ``root`` being
+    ``<state>/snapshots/<name>``, and wraps it in a `Snapshotter` that keeps
+    all snapshot metadata: the driver only moves bytes. Its classmethod
+    ``unsupported_reason(root)`` lets the core skip it when choosing the
+    default (``$CARGOHOLD_SNAPSHOTTER`` overrides). Keep this hook cheap:
+    import driver modules inside it.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cargohold_mount_types() -> Sequence[str]:
+    """Return the container mount types this plugin handles (``volume``, ``bind``...).
+
+    A `MountSpec` whose ``type`` no plugin registered is refused when the
+    container is created. Built in: ``volume``, ``bind``, ``tmpfs`` and
+    ``volumes-from``. A plugin that registers a type answers the four mount
+    hooks below for specs of that type (and returns None for the others).
     """
     raise NotImplementedError
 
@@ -92,6 +126,72 @@ def cargohold_resolve_secret(ref: str) -> str | None:
     """
 
 
+@hookspec(firstresult=True)
+def cargohold_attach_mount(
+    spec: MountSpec, container: Container, runtime: Runtime
+) -> Sequence[MountSpec] | None:
+    """Check and reserve a mount when a container is created; None if not your type.
+
+    Return the specs to record for the container: usually ``[spec]``
+    resolved (an anonymous volume gets its new name), several for
+    ``volumes-from`` (every mount of the other container, recorded in its
+    place and attached in turn). Reserve what must outlive a stop (the
+    volume plugin holds the volume for the container id until removal).
+    Raise `CargoholdError` with a clear message to refuse (a bind source that
+    is a file where a directory is needed); the core then detaches every
+    mount already attached, so a failed create leaves nothing behind.
+    """
+
+
+@hookspec(firstresult=True)
+def cargohold_prepare_mount(
+    spec: MountSpec, container: Container, runtime: Runtime
+) -> PreparedMount | None:
+    """Say what to mount where for ``spec`` as the container starts; None if not your type.
+
+    Called in the process that supervises the container, before it starts.
+    Mount what must be mounted on the host (a volume driver's ``mount``,
+    taking a reference with the container id as mount id) and answer with a
+    `PreparedMount`: a host path or a filesystem to mount at ``spec.target``
+    inside the container's own mount namespace. Everything taken here is
+    given back by `cargohold_release_mount`.
+    """
+
+
+@hookspec(firstresult=True)
+def cargohold_release_mount(spec: MountSpec, container: Container, runtime: Runtime) -> bool | None:
+    """Give back what `cargohold_prepare_mount` took, as the container stops; None if not yours.
+
+    Return True when handled. Must be idempotent: after a crash it may be
+    called for a mount that was never prepared, or twice.
+    """
+
+
+@hookspec(firstresult=True)
+def cargohold_detach_mount(
+    spec: MountSpec, container: Container, runtime: Runtime, remove_volumes: bool
+) -> bool | None:
+    """Drop the reservation of `cargohold_attach_mount` as the container is removed.
+
+    ``remove_volumes`` (``rm -v``, ``run --rm``, or undoing a failed create)
+    also removes anonymous volumes made for this container. Return True when
+    handled, None if not your type. Must be idempotent.
+    """
+
+
+@hookspec(firstresult=True)
+def cargohold_rootfs(container: Container, image: Any, runtime: Runtime) -> Rootfs | None:
+    """Make the root filesystem of a container being created; first answer wins.
+
+    ``image`` is the image the container is created from (from
+    ``runtime.images``). Return a `Rootfs`: a snapshotter name and the key
+    of an active snapshot prepared for the container (removed with it), or
+    ``snapshotter=None`` and static `Mount` values to mount as the root. The
+    built-in plugin unpacks the image into the default snapshotter and
+    prepares a writable snapshot keyed by the container id.
+    """
+
+
 # -- observation -------------------------------------------------------------
 
 
@@ -102,6 +202,17 @@ def cargohold_volume_event(event: VolumeEvent) -> None:
     ``event.action`` is one of ``create``, ``remove``, ``mount``, ``unmount``
     and ``prune``. Called synchronously after the volume's lock is released;
     keep it quick and do not raise (errors are logged and ignored).
+    """
+
+
+@hookspec
+def cargohold_container_event(event: ContainerEvent) -> None:
+    """Hear about a container's lifecycle: it has just happened.
+
+    ``event.action`` is one of ``create``, ``start``, ``die`` (the process
+    ended; ``attributes["exitCode"]``), ``stop``, ``destroy`` (removed) and
+    ``commit``. Called synchronously; keep it quick and do not raise (errors
+    are logged and ignored).
     """
 
 

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 MS_RDONLY = 0x1
@@ -82,7 +85,8 @@ def bind(
     flags = MS_BIND | (MS_REC if recursive else 0)
     mount(source, target, None, flags)
     try:
-        if readonly:
+        # A remount makes only the top mount read-only; mount_setattr reaches submounts too.
+        if readonly and not (recursive and _readonly_recursive(target)):
             mount("none", target, None, flags | MS_REMOUNT | MS_RDONLY)
         if propagation:
             mount("none", target, None, PROPAGATION[propagation])
@@ -91,9 +95,180 @@ def bind(
         raise
 
 
+_SYS_MOUNT_SETATTR = 442  # the same number on every architecture (Linux 5.12+)
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+_MOUNT_ATTR_RDONLY = 0x1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def _readonly_recursive(target: str | Path) -> bool:
+    """Make ``target`` and every mount below it read-only; False if the kernel cannot."""
+    attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY)
+    result = _libc.syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR),
+        ctypes.c_int(_AT_FDCWD),
+        os.fsencode(target),
+        ctypes.c_uint(_AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if result == 0:
+        return True
+    if ctypes.get_errno() == errno.ENOSYS:
+        return False
+    _check(result, "read-only remount", target)
+    return False
+
+
 def umount(target: str | Path, *, detach: bool = False) -> None:
     _check(_libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0), "unmount", target)
 
 
 def is_mountpoint(path: str | Path) -> bool:
-    return os.path.ismount(path)
+    """True if something is mounted on ``path``.
+
+    Read from the mount table: `os.path.ismount` misses a bind mount of a
+    directory from the same filesystem, and mistakes a btrfs subvolume for a mount.
+    """
+    target = os.path.realpath(path)
+    return any(entry.target == target for entry in mount_table())
+
+
+def unmount_all(target: str | Path) -> None:
+    """Unmount everything stacked on ``target``; nothing mounted is no error.
+
+    A busy mount is detached (gone from the tree now, released when its last
+    user goes), so a caller may delete the directory underneath safely.
+    """
+    while is_mountpoint(target):
+        try:
+            umount(target)
+        except OSError as err:
+            if err.errno != errno.EBUSY:
+                raise
+            umount(target, detach=True)
+
+
+# mount(8) option words that are flags, not filesystem data
+_FLAG_WORDS: dict[str, tuple[int, bool]] = {
+    "ro": (MS_RDONLY, True),
+    "rw": (MS_RDONLY, False),
+    "nosuid": (MS_NOSUID, True),
+    "suid": (MS_NOSUID, False),
+    "nodev": (MS_NODEV, True),
+    "dev": (MS_NODEV, False),
+    "noexec": (MS_NOEXEC, True),
+    "exec": (MS_NOEXEC, False),
+    "sync": (0x10, True),
+    "async": (0x10, False),
+    "noatime": (0x400, True),
+    "nodiratime": (0x800, True),
+    "relatime": (1 << 21, True),
+    "strictatime": (1 << 24, True),
+    "bind": (MS_BIND, True),
+    "rbind": (MS_BIND | MS_REC, True),
+    "defaults": (0, True),
+}
+
+
+def parse_options(text: str) -> tuple[int, str]:
+    """``"ro,bind"`` or ``"size=64m,mode=1777"`` -> (mount flags, data for the filesystem)."""
+    flags = 0
+    data: list[str] = []
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        if word in _FLAG_WORDS:
+            bit, on = _FLAG_WORDS[word]
+            flags = flags | bit if on else flags & ~bit
+        else:
+            data.append(word)
+    return flags, ",".join(data)
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of ``/proc/self/mountinfo``."""
+
+    mount_id: int
+    parent_id: int
+    device: str  # "major:minor"
+    root: str  # the path inside the filesystem that is mounted here
+    target: str
+    options: tuple[str, ...]  # per-mount: ro, nosuid, ...
+    propagation: tuple[str, ...]  # "shared:N", "master:N", ... (empty: private)
+    fstype: str
+    source: str
+    super_options: tuple[str, ...]  # per-filesystem: prjquota, size=...
+
+    @property
+    def shared(self) -> bool:
+        return any(tag.startswith("shared:") for tag in self.propagation)
+
+    @property
+    def slave(self) -> bool:
+        return any(tag.startswith("master:") for tag in self.propagation)
+
+
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mount_table() -> list[MountEntry]:
+    """The calling process's mounts, in mount order (a later entry covers an earlier one)."""
+    entries = []
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as table:
+        for line in table:
+            fields = line.split()
+            sep = fields.index("-", 6)
+            entries.append(
+                MountEntry(
+                    mount_id=int(fields[0]),
+                    parent_id=int(fields[1]),
+                    device=fields[2],
+                    root=_unescape(fields[3]),
+                    target=_unescape(fields[4]),
+                    options=tuple(fields[5].split(",")),
+                    propagation=tuple(fields[6:sep]),
+                    fstype=fields[sep + 1],
+                    source=_unescape(fields[sep + 2]),
+                    super_options=tuple(fields[sep + 3].split(","))
+                    if len(fields) > sep + 3
+                    else (),
+                )
+            )
+    return entries
+
+
+def mount_of(path: str | Path) -> MountEntry:
+    """The mount that holds ``path`` (the topmost one at the longest matching target)."""
+    real = os.path.realpath(path)
+    best: MountEntry | None = None
+    for entry in mount_table():
+        if _under(real, entry.target) and (best is None or len(entry.target) >= len(best.target)):
+            best = entry
+    if best is None:  # "/" is always mounted; only a broken /proc gets here
+        raise OSError(errno.ENOENT, f"no mount holds {real}")
+    return best
+
+
+def mounts_under(path: str | Path) -> list[MountEntry]:
+    """Mounts on ``path`` or anywhere below it, deepest first (the order to unmount them)."""
+    real = os.path.realpath(path)
+    found = [e for e in mount_table() if _under(e.target, real)]
+    # reversed first: of mounts stacked on one target, the latest comes off first
+    return sorted(reversed(found), key=lambda e: e.target.count("/"), reverse=True)
+
+
+def _under(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")

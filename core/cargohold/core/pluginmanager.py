@@ -19,11 +19,16 @@ from collections.abc import Iterable
 import pluggy
 
 from cargohold.core import hookspecs
+from cargohold.core.errors import CargoholdError
 
 ENTRY_POINT_GROUP = "cargohold"
 DISTRIBUTION = "cargohold"
 AUTOLOAD_ENV = "CARGOHOLD_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "CARGOHOLD_BLOCK_PLUGINS"
+
+
+class PluginError(CargoholdError):
+    """A plugin cannot be loaded: it fails to import or implements a hook wrongly."""
 
 
 def blocked_from_env() -> set[str]:
@@ -65,12 +70,28 @@ def build_plugin_manager(
         is_own = ep.dist is not None and ep.dist.name == DISTRIBUTION
         if not (autoload or is_own):
             continue
-        plugin = ep.load()
-        pm.register(plugin, name=ep.name)
-        if ep.dist is not None:
-            pm.origins[ep.name] = f"{ep.dist.name} {ep.dist.version}"
+        origin = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else ep.value
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except (ImportError, pluggy.PluginValidationError) as err:
+            raise PluginError(_broken(ep.name, origin, err)) from err
+        pm.origins[ep.name] = origin
     for plugin in plugins:
-        pm.register(plugin)
+        try:
+            pm.register(plugin)
+        except pluggy.PluginValidationError as err:
+            raise PluginError(_broken(repr(plugin), "given to the runtime", err)) from err
     # Every hookimpl must match a spec: a typo'd hook name fails here, early.
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        name = pm.get_name(err.plugin) or repr(err.plugin)
+        raise PluginError(_broken(name, pm.origins.get(name, "given to the runtime"), err)) from err
     return pm
+
+
+def _broken(name: str, origin: str, err: Exception) -> str:
+    return (
+        f"plugin {name} ({origin}) cannot be loaded: {err}. "
+        f"Fix or upgrade it, or skip it with {BLOCK_ENV}={name}"
+    )

@@ -5,13 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from cargohold.core.images import ImageStore
 from cargohold.core.locks import VolumeLocks
 from cargohold.core.paths import default_state_dir
 from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
 from cargohold.core.registry import DriverRegistry
+from cargohold.core.snapshots import SnapshotterRegistry
 from cargohold.core.store import Store
 from cargohold.core.volumes import VolumeService
+
+if TYPE_CHECKING:
+    from cargohold.core.containers import ContainerService
 
 
 class Runtime:
@@ -40,8 +46,25 @@ class Runtime:
         self.volumes = VolumeService(
             self.store, self.drivers, VolumeLocks(self.state_dir / "locks"), self.hook
         )
+        # copy-on-write layers and images; both open their databases on first use
+        self.snapshotters = SnapshotterRegistry(self.hook, self.state_dir)
+        self.images = ImageStore(self.state_dir / "images", self.snapshotters)
+        self._containers: ContainerService | None = None
+
+    @property
+    def containers(self) -> ContainerService:
+        """The container service, built on first use (volume-only commands never pay for it)."""
+        if self._containers is None:
+            from cargohold.core.containers import ContainerService
+
+            self._containers = ContainerService(self)
+        return self._containers
 
     def close(self) -> None:
+        if self._containers is not None:
+            self._containers.close()
+        self.images.close()
+        self.snapshotters.close()
         self.drivers.close()
         self.store.close()
 

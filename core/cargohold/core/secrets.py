@@ -44,4 +44,6 @@ def redacting(secrets: list[str]) -> Iterator[None]:
             raise
         message = redact(str(err), secrets)
         kind = type(err) if isinstance(err, CargoholdError) else CargoholdError
+        # Python keeps the original as __context__ whatever we do: mask it too.
+        err.args = (message,)
         raise kind(message) from None

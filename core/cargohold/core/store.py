@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS refs (
     count INTEGER NOT NULL CHECK (count > 0),
     PRIMARY KEY (volume, ref)
 );
+CREATE TABLE IF NOT EXISTS holds (
+    volume TEXT NOT NULL REFERENCES volumes(name) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    PRIMARY KEY (volume, holder)
+);
 """
 SCHEMA_VERSION = 1
 
@@ -45,10 +50,18 @@ class VolumeRecord:
     created_at: str
     mountpoint: str | None = None
     refs: Mapping[str, int] = field(default_factory=dict)
+    #: Containers that use the volume, running or not (Docker's references):
+    #: they keep it from removal without keeping it mounted.
+    holders: tuple[str, ...] = ()
 
     @property
     def ref_count(self) -> int:
         return sum(self.refs.values())
+
+    @property
+    def users(self) -> list[str]:
+        """Every mount id and holder using the volume; it cannot go while any does."""
+        return sorted(set(self.refs) | set(self.holders))
 
 
 class Store:
@@ -108,18 +121,22 @@ class Store:
         if row is None:
             return None
         refs = dict(db.execute("SELECT ref, count FROM refs WHERE volume = ?", (name,)))
-        return _record(row, refs)
+        holders = [h for (h,) in db.execute("SELECT holder FROM holds WHERE volume = ?", (name,))]
+        return _record(row, refs, holders)
 
     def list(self) -> list[VolumeRecord]:
         db = self._connection()
         refs: dict[str, dict[str, int]] = {}
         for volume, ref, count in db.execute("SELECT volume, ref, count FROM refs"):
             refs.setdefault(volume, {})[ref] = count
+        holders: dict[str, list[str]] = {}
+        for volume, holder in db.execute("SELECT volume, holder FROM holds"):
+            holders.setdefault(volume, []).append(holder)
         rows = db.execute(
             "SELECT name, driver, options, labels, created_at, mountpoint"
             " FROM volumes ORDER BY name"
         )
-        return [_record(row, refs.get(row[0], {})) for row in rows]
+        return [_record(row, refs.get(row[0], {}), holders.get(row[0], [])) for row in rows]
 
     def add(self, record: VolumeRecord) -> None:
         with self._transaction() as db:
@@ -167,6 +184,21 @@ class Store:
             return total
 
 
+    # -- holds -------------------------------------------------------------
+
+    def add_hold(self, name: str, holder: str) -> None:
+        """Record that ``holder`` uses ``name`` (idempotent)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO holds (volume, holder) VALUES (?, ?)", (name, holder)
+            )
+
+    def drop_hold(self, name: str, holder: str) -> None:
+        """Forget that ``holder`` uses ``name``; an unknown holder changes nothing."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM holds WHERE volume = ? AND holder = ?", (name, holder))
+
+
 def _total(db: sqlite3.Connection, name: str) -> int:
     (total,) = db.execute(
         "SELECT COALESCE(SUM(count), 0) FROM refs WHERE volume = ?", (name,)
@@ -174,7 +206,11 @@ def _total(db: sqlite3.Connection, name: str) -> int:
     return int(total)
 
 
-def _record(row: tuple[str, str, str, str, str, str | None], refs: dict[str, int]) -> VolumeRecord:
+def _record(
+    row: tuple[str, str, str, str, str, str | None],
+    refs: dict[str, int],
+    holders: list[str] | None = None,
+) -> VolumeRecord:
     name, driver, options, labels, created_at, mountpoint = row
     return VolumeRecord(
         name=name,
@@ -184,4 +220,5 @@ def _record(row: tuple[str, str, str, str, str, str | None], refs: dict[str, int
         created_at=created_at,
         mountpoint=mountpoint,
         refs=refs,
+        holders=tuple(sorted(holders or ())),
     )

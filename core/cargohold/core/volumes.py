@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,14 @@ from typing import Any
 
 from cargohold.core import secrets
 from cargohold.core.driver import Option, VolumeDriver
-from cargohold.core.errors import CargoholdError, Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.errors import (
+    CargoholdError,
+    Conflict,
+    InUse,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from cargohold.core.events import VolumeAction, VolumeEvent
 from cargohold.core.filters import Filters, labels_match, truthy
 from cargohold.core.locks import VolumeLocks
@@ -109,7 +116,8 @@ class VolumeService:
         with self.locks.hold(name):
             existing = self.store.get(name)
             if existing is not None:
-                _check_same(existing, driver, raw_opts, labels)
+                secret = {o.name for o in drv.options if o.secret}
+                _check_same(existing, driver, raw_opts, labels, secret)
                 return self._view(existing, drv)
             self.hook.cargohold_validate_volume(name=name, driver=driver, opts=typed)
             resolved, values = self._resolve(drv, typed)
@@ -135,7 +143,25 @@ class VolumeService:
     def list(self, filters: Filters | None = None) -> list[Volume]:
         filters = filters or {}
         records = [r for r in self.store.list() if _matches(r, filters)]
-        return [self._view(r, self.drivers.get(r.driver), with_status=False) for r in records]
+        return [self._listed_view(r) for r in records]
+
+    def _listed_view(self, record: VolumeRecord) -> Volume:
+        # A volume whose driver's plugin is gone still lists, so it can be seen and dealt with.
+        try:
+            drv = self.drivers.get(record.driver)
+        except (NotFound, Unavailable) as err:
+            return Volume(
+                name=record.name,
+                driver=record.driver,
+                mountpoint=record.mountpoint or "",
+                created_at=record.created_at,
+                labels=record.labels,
+                options=record.options,
+                scope="local",
+                status={"error": str(err)},
+                refs=record.refs,
+            )
+        return self._view(record, drv, with_status=False)
 
     def path(self, name: str) -> Path | None:
         """Where the volume is mounted now, or None when it is not mounted."""
@@ -160,8 +186,8 @@ class VolumeService:
         self._emit("remove", record)
 
     def _remove_locked(self, record: VolumeRecord) -> None:
-        if record.refs:
-            users = ", ".join(sorted(record.refs))
+        if record.users:
+            users = ", ".join(record.users)
             raise InUse(
                 f"volume {record.name} is in use - [{users}]: stop or remove what uses it first"
             )
@@ -181,13 +207,13 @@ class VolumeService:
         removed: list[str] = []
         space = 0
         for record in self.store.list():
-            if record.refs or not _matches(record, filters):
+            if record.users or not _matches(record, filters):
                 continue
             if not prune_all and ANONYMOUS_LABEL not in record.labels:
                 continue
             with self.locks.hold(record.name):
                 current = self.store.get(record.name)
-                if current is None or current.refs:
+                if current is None or current.users:
                     continue
                 drv = self.drivers.get(current.driver)
                 if drv.capabilities.usage:
@@ -237,6 +263,26 @@ class VolumeService:
                     drv.unmount(name, mount_id, resolved)
             self.store.drop_ref(name, mount_id)
         self._emit("unmount", record, id=mount_id)
+
+    # -- holds (containers that use a volume, running or not) ---------------
+
+    def hold(self, name: str, holder: str) -> Volume:
+        """Keep ``name`` from removal for ``holder`` (a container id) without mounting it.
+
+        Docker's reference: taken when a container is created, released when
+        it is removed, so a stopped container's volumes stay.
+        """
+        _check_mount_id(holder)
+        with self.locks.hold(name):
+            record = self._record(name)
+            self.store.add_hold(name, holder)
+        return self._view(record, self.drivers.get(record.driver), with_status=False)
+
+    def release(self, name: str, holder: str) -> None:
+        """Drop ``holder``'s hold on ``name``; a missing volume or holder is no error."""
+        validate_volume_name(name)
+        with self.locks.hold(name):
+            self.store.drop_hold(name, holder)
 
     # -- helpers -------------------------------------------------------------
 
@@ -296,13 +342,13 @@ def check_options(drv: VolumeDriver, raw: Mapping[str, str]) -> dict[str, Any]:
     """Validate ``raw`` against the driver's declaration; return converted values."""
     declared: dict[str, Option] = {o.name: o for o in drv.options}
     unknown = sorted(set(raw) - set(declared))
-    if unknown:
+    if unknown and not drv.accepts_any_option:
         valid = ", ".join(declared) or "none"
         raise InvalidArgument(
             f"invalid option {unknown[0]!r} for driver {drv.name}: valid options are {valid} "
             f"(see: cargohold volume create -d {drv.name} -o help)"
         )
-    typed: dict[str, Any] = {}
+    typed: dict[str, Any] = {name: raw[name] for name in unknown}
     for name, option in declared.items():
         if name in raw:
             typed[name] = raw[name] if option.secret else option.convert(raw[name])
@@ -314,7 +360,11 @@ def check_options(drv: VolumeDriver, raw: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _check_same(
-    existing: VolumeRecord, driver: str, opts: Mapping[str, str], labels: Mapping[str, str]
+    existing: VolumeRecord,
+    driver: str,
+    opts: Mapping[str, str],
+    labels: Mapping[str, str],
+    secret: builtins.set[str],
 ) -> None:
     name = existing.name
     if existing.driver != driver:
@@ -322,7 +372,7 @@ def _check_same(
             f"driver {existing.driver!r} already has volume {name!r}: "
             "pick another name, or remove that volume first"
         )
-    differences = _differences("option", existing.options, opts)
+    differences = _differences("option", existing.options, opts, secret)
     differences += _differences("label", existing.labels, labels)
     if differences:
         raise Conflict(
@@ -331,13 +381,20 @@ def _check_same(
         )
 
 
-def _differences(kind: str, have: Mapping[str, str], asked: Mapping[str, str]) -> list[str]:
-    """What differs, when anything was asked at all (asking nothing accepts what exists)."""
+def _differences(
+    kind: str, have: Mapping[str, str], asked: Mapping[str, str], secret: Collection[str] = ()
+) -> list[str]:
+    """What differs, when anything was asked at all (asking nothing accepts what exists).
+
+    Values of ``secret`` keys are never shown: the ask may be a pasted secret.
+    """
     if not asked or dict(have) == dict(asked):
         return []
     found = []
     for key in sorted(set(have) | set(asked)):
-        if have.get(key) != asked.get(key):
+        if have.get(key) != asked.get(key) and key in secret:
+            found.append(f"{kind} {key} (secret) has another reference")
+        elif have.get(key) != asked.get(key):
             was = "unset" if key not in have else repr(have[key])
             now = "unset" if key not in asked else repr(asked[key])
             found.append(f"{kind} {key} is {was}, asked {now}")
@@ -346,7 +403,7 @@ def _differences(kind: str, have: Mapping[str, str], asked: Mapping[str, str]) -
 
 def _matches(record: VolumeRecord, filters: Filters) -> bool:
     dangling = truthy(filters, "dangling")
-    if dangling is not None and dangling != (not record.refs):
+    if dangling is not None and dangling != (not record.users):
         return False
     if "driver" in filters and record.driver not in filters["driver"]:
         return False

@@ -1,0 +1,560 @@
+"""The volume-driver conformance suite, for driver authors to run on their own drivers.
+
+Subclass `VolumeDriverConformance` in a test module and pytest runs every
+check on your driver::
+
+    from cargohold.core.conformance import VolumeDriverConformance
+
+    class TestMyDriver(VolumeDriverConformance):
+        driver_class = MyDriver
+        create_options = {"bucket": "test"}   # options of a plain volume
+
+Options that depend on the test (a temporary directory, a server's address)
+come from overriding the ``volume_options`` fixture instead. A driver that is
+not a class in your hands (one found at run time) comes from overriding the
+``driver_plugin`` fixture with a plugin object, and setting ``driver_name``.
+
+Each test builds a `Runtime` on a temporary state directory, loading only
+cargohold's own plugins and yours, and checks the contract both through the
+`VolumeService` (what users see) and on the driver directly (what the core
+relies on). Calls into the driver are counted by wrapping its methods, so the
+mount-counting checks do not take the service's word for it. Every volume a
+test leaves behind is unmounted and removed afterwards, and any mount left
+under the state directory is detached.
+
+This module needs pytest: ``pip install 'cargohold[testing]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+try:
+    import pytest
+except ImportError as err:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "cargohold.core.conformance needs pytest: pip install 'cargohold[testing]'"
+    ) from err
+
+from cargohold.core import hookimpl, mounts
+from cargohold.core import secrets as secret_refs
+from cargohold.core.driver import Option, VolumeDriver, parse_bool, parse_size
+from cargohold.core.errors import CargoholdError, Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.runtime import Runtime
+from cargohold.core.volumes import VolumeService, check_options
+
+__all__ = ["BAD_NAMES", "DriverCalls", "Harness", "VolumeDriverConformance"]
+
+#: Names every driver must never see: the core refuses them first.
+BAD_NAMES: tuple[str, ...] = ("../x", "..", "a/b", "/etc", "", "a", "x" * 300, "bad\0name")
+
+_COUNTED = ("create", "remove", "mount", "unmount", "get", "list")
+
+
+class DriverCalls:
+    """Every call made into one driver, recorded by wrapping its methods."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def wrap(self, driver: VolumeDriver) -> None:
+        for method in _COUNTED:
+            original: Callable[..., Any] = getattr(driver, method)
+            setattr(driver, method, self._recorder(method, original))
+
+    def _recorder(self, method: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def record(*args: Any) -> Any:
+            self.calls.append((method, args))
+            return original(*args)
+
+        return record
+
+    def count(self, method: str, *leading: Any) -> int:
+        """Calls of ``method`` whose first arguments are ``leading``."""
+        return sum(
+            1
+            for name, args in self.calls
+            if name == method and args[: len(leading)] == tuple(leading)
+        )
+
+    def changing(self) -> list[tuple[str, tuple[Any, ...]]]:
+        """The calls that could change something (everything but get and list)."""
+        return [(name, args) for name, args in self.calls if name not in ("get", "list")]
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+class _ProvideDriver:
+    """The smallest plugin: it registers one driver class."""
+
+    def __init__(self, cls: type[VolumeDriver]) -> None:
+        self.cls = cls
+
+    @hookimpl
+    def cargohold_volume_drivers(self) -> Sequence[type[VolumeDriver]]:
+        return [self.cls]
+
+
+class Harness:
+    """A runtime on a private state directory with the driver under test in it."""
+
+    def __init__(self, state_dir: Path, plugin: object, driver_name: str) -> None:
+        self.state_dir = state_dir
+        self.plugin = plugin
+        self.driver_name = driver_name
+        self.calls = DriverCalls()
+        self.runtime = self._start()
+
+    def _start(self) -> Runtime:
+        runtime = Runtime(self.state_dir, autoload=False, plugins=[self.plugin])
+        try:
+            self.calls.wrap(runtime.drivers.get(self.driver_name))
+        except BaseException:
+            runtime.close()
+            raise
+        return runtime
+
+    @property
+    def volumes(self) -> VolumeService:
+        return self.runtime.volumes
+
+    @property
+    def driver(self) -> VolumeDriver:
+        return self.runtime.drivers.get(self.driver_name)
+
+    def restart(self) -> None:
+        """Close the runtime and open a new one on the same state, as after a restart."""
+        self.runtime.close()
+        self.runtime = self._start()
+
+    def create(self, name: str, opts: Mapping[str, str], **labels: str) -> None:
+        self.volumes.create(name, self.driver_name, opts, labels)
+
+    def driver_opts(self, raw: Mapping[str, str]) -> dict[str, Any]:
+        """What the core hands the driver for ``raw``: checked, converted, secrets resolved."""
+        typed = check_options(self.driver, raw)
+        for option in self.driver.options:
+            if option.secret and typed.get(option.name) is not None:
+                ref = str(typed[option.name])
+                typed[option.name] = secret_refs.resolve(self.runtime.hook, option.name, ref)
+        return typed
+
+    def on_disk(self) -> set[str]:
+        """Every path under the driver's root and the lock directory (not into mounts)."""
+        found: set[str] = set()
+        for top in (self.driver.root, self.state_dir / "locks"):
+            for directory, dirs, files in os.walk(top):
+                for entry in dirs + files:
+                    found.add(os.path.relpath(os.path.join(directory, entry), self.state_dir))
+        return found
+
+    def close(self) -> None:
+        """Unmount and remove every volume left, then close; detach stray mounts last.
+
+        Volumes a test made on the driver directly are removed too, so a driver
+        with remote storage is not left holding them when a test fails midway.
+        """
+        try:
+            known = set()
+            for volume in self.volumes.list():
+                known.add(volume.name)
+                for mount_id, count in volume.refs.items():
+                    for _ in range(count):
+                        self.volumes.unmount(volume.name, mount_id)
+                self.volumes.remove(volume.name)
+            for method, args in self.calls.calls:
+                if method == "create" and args[0] not in known:
+                    known.add(args[0])
+                    with contextlib.suppress(CargoholdError):
+                        self.driver.unmount(args[0], "conformance-cleanup", args[1])
+                        self.driver.remove(args[0], args[1])
+        finally:
+            self.runtime.close()
+            for entry in mounts.mounts_under(self.state_dir):
+                mounts.umount(entry.target, detach=True)
+
+
+def new_name() -> str:
+    return f"cv-{secrets.token_hex(5)}"
+
+
+def new_mount_id() -> str:
+    return secrets.token_hex(32)  # what Docker sends: 64 hex digits
+
+
+def different_value(option: Option, current: str | None) -> str:
+    """A valid value for ``option`` other than ``current`` (or its default)."""
+    was = current if current is not None else option.default
+    if option.choices:
+        return next(c for c in option.choices if c != was)
+    if option.type == "bool":
+        return "false" if was is not None and parse_bool(str(was)) else "true"
+    if option.type == "size":
+        return str(parse_size(str(was)) * 2) if was is not None else "1m"
+    if option.type == "int":
+        return str(int(was) + 1) if was is not None else "1"
+    return f"{was}-other" if was is not None else "conformance"
+
+
+class VolumeDriverConformance:
+    """The checks every volume driver must pass. Subclass it as ``Test<YourDriver>``."""
+
+    #: The driver under test, registered through a tiny plugin.
+    driver_class: ClassVar[type[VolumeDriver] | None] = None
+    #: Its name, when ``driver_plugin`` is overridden and there is no class.
+    driver_name: ClassVar[str] = ""
+    #: Options of a plain volume (see also the ``volume_options`` fixture).
+    create_options: ClassVar[Mapping[str, str]] = {}
+    #: False for drivers whose data outlives the volume (a bind mount's directory).
+    remove_deletes_data: ClassVar[bool] = True
+    #: False for drivers whose data lives only while mounted (tmpfs): the checks
+    #: that data survives an unmount then check that it is gone instead.
+    keeps_data_unmounted: ClassVar[bool] = True
+
+    # -- fixtures a driver author may override -------------------------------
+
+    @pytest.fixture
+    def driver_plugin(self) -> object:
+        """A plugin object that provides the driver under test."""
+        if self.driver_class is None:
+            raise TypeError(
+                f"{type(self).__name__}: set driver_class, or override the driver_plugin "
+                "fixture and set driver_name"
+            )
+        return _ProvideDriver(self.driver_class)
+
+    @pytest.fixture
+    def volume_options(self) -> dict[str, str]:
+        """Options for a plain volume of this driver, as a user gives them."""
+        return dict(self.create_options)
+
+    @pytest.fixture
+    def different_options(self, harness: Harness, volume_options: dict[str, str]) -> dict[str, str]:
+        """Valid options that differ from ``volume_options`` in one value ({} if none can)."""
+        for option in harness.driver.options:
+            if option.secret or (option.required and option.name not in volume_options):
+                continue
+            changed = different_value(option, volume_options.get(option.name))
+            return {**volume_options, option.name: changed}
+        return {}
+
+    @pytest.fixture
+    def harness(self, tmp_path: Path, driver_plugin: object) -> Iterator[Harness]:
+        name = self.driver_name or (self.driver_class.name if self.driver_class else "")
+        harness = Harness(tmp_path / "state", driver_plugin, name)
+        try:
+            yield harness
+        finally:
+            harness.close()
+
+    # -- create ----------------------------------------------------------------
+
+    def test_create_is_idempotent(self, harness: Harness, volume_options: dict[str, str]) -> None:
+        name = new_name()
+        first = harness.volumes.create(name, harness.driver_name, volume_options)
+        again = harness.volumes.create(name, harness.driver_name, volume_options)
+        assert (again.name, again.driver, again.options, again.created_at) == (
+            first.name,
+            first.driver,
+            first.options,
+            first.created_at,
+        )
+        assert [v.name for v in harness.volumes.list()] == [name]
+        assert harness.calls.count("create", name) == 1
+
+    def test_create_with_different_options_is_a_conflict(
+        self,
+        harness: Harness,
+        volume_options: dict[str, str],
+        different_options: dict[str, str],
+    ) -> None:
+        name = new_name()
+        if different_options:
+            harness.create(name, volume_options)
+            with pytest.raises(Conflict) as raised:
+                harness.create(name, different_options)
+            changed = [
+                k for k in different_options if different_options[k] != volume_options.get(k)
+            ]
+            assert all(f"option {key}" in str(raised.value) for key in changed), raised.value
+        else:  # a driver without options: labels are the other thing a user asks for
+            harness.create(name, volume_options, tier="a")
+            with pytest.raises(Conflict, match="label tier"):
+                harness.create(name, volume_options, tier="b")
+        assert harness.volumes.get(name).options == volume_options
+        assert harness.calls.count("create", name) == 1
+
+    def test_driver_create_is_idempotent(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """The core may call create again for a volume the driver has (after a crash)."""
+        name = new_name()
+        opts = harness.driver_opts(volume_options)
+        harness.driver.create(name, opts)
+        harness.driver.create(name, opts)
+        assert harness.driver.get(name).name == name
+        assert [v.name for v in harness.driver.list()].count(name) == 1
+        harness.driver.remove(name, opts)
+        with pytest.raises(NotFound):
+            harness.driver.get(name)
+
+    # -- read ------------------------------------------------------------------
+
+    def test_get_and_list_agree(self, harness: Harness, volume_options: dict[str, str]) -> None:
+        names = sorted([new_name(), new_name()])
+        for name in names:
+            harness.create(name, volume_options)
+        assert [v.name for v in harness.volumes.list()] == names
+        assert {v.name for v in harness.driver.list()} >= set(names)
+        for name in names:
+            volume = harness.volumes.get(name)
+            assert (volume.name, volume.driver) == (name, harness.driver_name)
+            assert harness.driver.get(name).name == name
+        harness.volumes.remove(names[0])
+        with pytest.raises(NotFound):
+            harness.volumes.get(names[0])
+        with pytest.raises(NotFound):
+            harness.driver.get(names[0])
+        assert [v.name for v in harness.volumes.list()] == names[1:]
+        assert names[0] not in {v.name for v in harness.driver.list()}
+
+    # -- remove ----------------------------------------------------------------
+
+    def test_remove_of_a_missing_volume_is_not_found(self, harness: Harness) -> None:
+        name = new_name()
+        with pytest.raises(NotFound):
+            harness.volumes.remove(name)
+        harness.volumes.remove(name, force=True)  # force: missing is no error
+        with pytest.raises(NotFound):
+            harness.driver.remove(name, {})
+        with pytest.raises(NotFound):
+            harness.driver.get(name)
+
+    def test_remove_of_a_mounted_volume_is_refused(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name, mount_id = new_name(), new_mount_id()
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, mount_id)
+        (path / "kept").write_text("still here")
+        with pytest.raises(InUse):
+            harness.volumes.remove(name)
+        assert harness.calls.count("remove") == 0
+        assert harness.calls.count("unmount") == 0
+        assert harness.volumes.get(name).mountpoint == str(path)
+        assert (path / "kept").read_text() == "still here"
+        harness.volumes.unmount(name, mount_id)
+        harness.volumes.remove(name)
+        assert harness.calls.count("remove", name) == 1
+
+    def test_remove_deletes_the_data_or_keeps_it_as_declared(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name = new_name()
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, "writer")
+        (path / "old").write_text("from the first volume")
+        harness.volumes.unmount(name, "writer")
+        harness.volumes.remove(name)
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, "reader")
+        assert (path / "old").exists() is not self.remove_deletes_data
+
+    # -- mount -----------------------------------------------------------------
+
+    def test_mount_gives_a_writable_directory(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name = new_name()
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, new_mount_id())
+        assert path.is_absolute() and path.is_dir()
+        assert os.access(path, os.W_OK)
+        (path / "sub").mkdir()
+        (path / "sub" / "f").write_bytes(b"\x00data\xff")
+        assert (path / "sub" / "f").read_bytes() == b"\x00data\xff"
+        assert harness.volumes.get(name).mountpoint == str(path)
+        assert harness.volumes.path(name) == path
+
+    def test_data_survives_unmount_and_mount(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name, content = new_name(), secrets.token_hex(16)
+        harness.create(name, volume_options)
+        first = new_mount_id()
+        (harness.volumes.mount(name, first) / "f").write_text(content)
+        harness.volumes.unmount(name, first)
+        assert harness.volumes.path(name) is None
+        again = harness.volumes.mount(name, new_mount_id()) / "f"
+        assert again.exists() is self.keeps_data_unmounted
+        if self.keeps_data_unmounted:
+            assert again.read_text() == content
+
+    def test_data_survives_a_restart(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name, content = new_name(), secrets.token_hex(16)
+        harness.create(name, volume_options, owner="conformance")
+        before = harness.volumes.get(name)
+        mount_id = new_mount_id()
+        (harness.volumes.mount(name, mount_id) / "f").write_text(content)
+        harness.volumes.unmount(name, mount_id)
+        harness.restart()
+        after = harness.volumes.get(name)
+        assert (after.options, after.labels, after.created_at) == (
+            before.options,
+            before.labels,
+            before.created_at,
+        )
+        assert harness.driver.get(name).name == name
+        again = harness.volumes.mount(name, new_mount_id()) / "f"
+        assert again.exists() is self.keeps_data_unmounted
+        if self.keeps_data_unmounted:
+            assert again.read_text() == content
+
+    def test_mounts_are_counted_per_volume_and_id(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name, a, b = new_name(), new_mount_id(), new_mount_id()
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, a)
+        assert harness.volumes.mount(name, a) == path  # the same id twice (docker cp)
+        assert harness.volumes.mount(name, b) == path
+        assert harness.calls.count("mount", name) == 1
+        for mount_id in (a, a):
+            harness.volumes.unmount(name, mount_id)
+            assert harness.calls.count("unmount", name) == 0
+            assert (path / ".").is_dir()
+        (path / "f").write_text("b still uses it")
+        harness.volumes.unmount(name, b)
+        assert harness.calls.count("unmount", name) == 1
+        assert harness.volumes.get(name).refs == {}
+        assert harness.volumes.path(name) is None
+
+    def test_mounts_of_different_volumes_are_counted_apart(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        first, second, user = new_name(), new_name(), new_mount_id()
+        harness.create(first, volume_options)
+        harness.create(second, volume_options)
+        one = harness.volumes.mount(first, user)
+        two = harness.volumes.mount(second, user)  # one container, two volumes
+        assert one != two
+        assert harness.calls.count("mount", first) == harness.calls.count("mount", second) == 1
+        (one / "f").write_text("first")
+        (two / "f").write_text("second")
+        harness.volumes.unmount(first, user)
+        assert harness.calls.count("unmount", first) == 1
+        assert harness.calls.count("unmount", second) == 0
+        assert (two / "f").read_text() == "second"
+        harness.volumes.unmount(second, user)
+        assert harness.calls.count("unmount", second) == 1
+
+    def test_unmount_of_an_unknown_id_is_harmless(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        name, user = new_name(), new_mount_id()
+        harness.create(name, volume_options)
+        harness.volumes.unmount(name, new_mount_id())  # never mounted at all
+        path = harness.volumes.mount(name, user)
+        harness.volumes.unmount(name, new_mount_id())  # mounted, but by someone else
+        assert harness.calls.count("unmount") == 0
+        assert harness.volumes.get(name).refs == {user: 1}
+        (path / "f").write_text("still mounted")
+        harness.volumes.unmount(name, user)
+        assert harness.calls.count("unmount", name) == 1
+
+    def test_mount_after_a_crash_in_the_service(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """A runtime that dies while a volume is mounted: the next one carries on."""
+        name, old, new = new_name(), new_mount_id(), new_mount_id()
+        harness.create(name, volume_options)
+        path = harness.volumes.mount(name, old)
+        (path / "f").write_text("before the crash")
+        harness.restart()  # no unmount: the references and the mount outlive the process
+        assert harness.volumes.mount(name, new) == path
+        assert (path / "f").read_text() == "before the crash"
+        harness.volumes.unmount(name, new)
+        assert harness.calls.count("unmount") == 0
+        harness.volumes.unmount(name, old)
+        assert harness.calls.count("unmount", name) == 1
+
+    def test_driver_mount_again_after_a_crash_returns_the_same_path(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """A core that lost its references calls mount twice without unmount."""
+        name = new_name()
+        opts = harness.driver_opts(volume_options)
+        harness.driver.create(name, opts)
+        first = harness.driver.mount(name, new_mount_id(), opts)
+        (first / "f").write_text("written before the crash")
+        second = harness.driver.mount(name, new_mount_id(), opts)
+        assert second == first
+        assert (second / "f").read_text() == "written before the crash"
+        harness.driver.unmount(name, new_mount_id(), opts)
+        # one unmount released it: mounting and removing work as on a fresh volume
+        third = harness.driver.mount(name, new_mount_id(), opts)
+        assert (third / "f").exists() is self.keeps_data_unmounted
+        harness.driver.unmount(name, new_mount_id(), opts)
+        harness.driver.remove(name, opts)
+        with pytest.raises(NotFound):
+            harness.driver.get(name)
+
+    # -- bad input -------------------------------------------------------------
+
+    @pytest.mark.parametrize("bad", BAD_NAMES, ids=lambda n: repr(n)[:24])
+    def test_bad_names_are_refused_and_change_nothing(
+        self, harness: Harness, volume_options: dict[str, str], bad: str
+    ) -> None:
+        before = harness.on_disk()
+        with pytest.raises(InvalidArgument):
+            harness.volumes.create(bad, harness.driver_name, volume_options)
+        for call in (
+            harness.volumes.get,
+            harness.volumes.remove,
+            functools.partial(harness.volumes.mount, mount_id=new_mount_id()),
+            functools.partial(harness.volumes.unmount, mount_id=new_mount_id()),
+        ):
+            with pytest.raises(InvalidArgument):
+                call(bad)
+        assert harness.calls.changing() == []
+        assert harness.volumes.list() == []
+        assert harness.on_disk() == before
+
+    def test_unknown_options_are_refused_before_the_driver_is_called(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        before = harness.on_disk()
+        bogus = {**volume_options, "no-such-option": "1"}
+        with pytest.raises(InvalidArgument, match="no-such-option"):
+            harness.volumes.create(new_name(), harness.driver_name, bogus)
+        assert harness.calls.changing() == []
+        assert harness.volumes.list() == []
+        assert harness.on_disk() == before
+
+    def test_missing_required_options_are_refused_before_the_driver_is_called(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        required = [o.name for o in harness.driver.options if o.required]
+        if not required:
+            # nothing is required, so a volume needs no options at all
+            harness.volumes.create(new_name(), harness.driver_name, {})
+            assert harness.calls.count("create") == 1
+            return
+        before = harness.on_disk()
+        for option in required:
+            lacking = {k: v for k, v in volume_options.items() if k != option}
+            with pytest.raises(InvalidArgument, match=option):
+                harness.volumes.create(new_name(), harness.driver_name, lacking)
+        assert harness.calls.changing() == []
+        assert harness.volumes.list() == []
+        assert harness.on_disk() == before

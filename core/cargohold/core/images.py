@@ -1,0 +1,1181 @@
+"""The image store: images from archives, layers by digest, unpacked into snapshots.
+
+Glossary
+--------
+image id
+    The digest of the image's config JSON (``sha256:...``), as Docker's.
+diff id
+    The digest of one layer's *uncompressed* tar; the config lists them in
+    ``rootfs.diff_ids``, bottom layer first.
+chain id
+    The identity of a stack of layers: the bottom layer's diff id, then
+    ``sha256(chain_below + " " + diff_id)`` upwards (as Docker and
+    containerd). An unpacked layer is the committed snapshot named by its
+    chain id, so images sharing lower layers share their snapshots.
+reference
+    ``name[:tag]``, tag ``latest`` if left out, in Docker's short form
+    (``docker.io/library/`` dropped); or an image id, or a unique prefix of one.
+
+Layout under ``<state>/images``: ``blobs/sha256/<hex>`` holds each layer as
+an uncompressed tar under its diff id (written once, verified on the way
+in); ``images.db`` (SQLite) holds image configs (the exact bytes, so ids stay
+stable), tags, the layers of each image and the holders of each image
+(containers, which keep an image from being removed). Every change is
+staged under ``tmp/`` and becomes visible in one transaction: a failed load
+leaves no blob, no image record and no tag.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import threading
+import uuid
+import zlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol, cast
+
+from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound, NotSupported
+from cargohold.core.layers import LayerError, apply_to_snapshot, check_layer, clean_name
+from cargohold.core.snapshots import Snapshotter, new_key
+
+log = logging.getLogger(__name__)
+
+#: Label on a committed layer snapshot: the diff id it holds.
+LAYER_LABEL = "cargohold.layer.diff-id"
+
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_HEX = re.compile(r"[0-9a-f]{64}")
+# Docker's reference grammar, simplified: lowercase path components with
+# separators, optional registry host[:port], tag of up to 128 word characters.
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
+_REFERENCE = re.compile(
+    rf"(?P<name>{_HOST}{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
+)
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFESTS = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def normalize_reference(ref: str) -> str:
+    """``busybox`` -> ``busybox:latest``; ``docker.io/library/x:1`` -> ``x:1``.
+
+    Raises `InvalidArgument` for text that is not a reference.
+    """
+    match = _REFERENCE.fullmatch(ref.strip()) if isinstance(ref, str) else None
+    if match is None or len(ref) > 255:
+        raise InvalidArgument(
+            f"invalid reference format {ref!r}: write name[:tag] in lowercase, e.g. busybox:latest"
+        )
+    name = match.group("name")
+    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return f"{name}:{match.group('tag') or 'latest'}"
+
+
+def chain_ids(diff_ids: Sequence[str]) -> list[str]:
+    """The chain id of each layer stack, bottom first."""
+    chains: list[str] = []
+    for diff_id in diff_ids:
+        if chains:
+            digest = hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
+            chains.append(f"sha256:{digest}")
+        else:
+            chains.append(diff_id)
+    return chains
+
+
+@dataclass(frozen=True)
+class Image:
+    """One image: its id, tags and config (what ``docker image inspect`` shows)."""
+
+    id: str
+    repo_tags: tuple[str, ...]
+    config: Mapping[str, Any]
+    created: str
+    size: int
+    holders: tuple[str, ...] = ()
+
+    @property
+    def short_id(self) -> str:
+        return self.id.removeprefix("sha256:")[:12]
+
+    @property
+    def diff_ids(self) -> tuple[str, ...]:
+        return tuple(self.config.get("rootfs", {}).get("diff_ids") or ())
+
+    def chain_ids(self) -> list[str]:
+        return chain_ids(self.diff_ids)
+
+    @property
+    def run_config(self) -> Mapping[str, Any]:
+        """The ``config`` section: how a container of this image runs."""
+        return self.config.get("config") or {}
+
+    @property
+    def env(self) -> list[str]:
+        return list(self.run_config.get("Env") or [])
+
+    @property
+    def cmd(self) -> list[str]:
+        return list(self.run_config.get("Cmd") or [])
+
+    @property
+    def entrypoint(self) -> list[str]:
+        return list(self.run_config.get("Entrypoint") or [])
+
+    @property
+    def working_dir(self) -> str:
+        return str(self.run_config.get("WorkingDir") or "")
+
+    @property
+    def user(self) -> str:
+        return str(self.run_config.get("User") or "")
+
+    @property
+    def volumes(self) -> list[str]:
+        """The image's ``VOLUME`` paths, sorted."""
+        return sorted(self.run_config.get("Volumes") or {})
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.run_config.get("Labels") or {})
+
+    def to_inspect(self) -> dict[str, Any]:
+        """``docker image inspect``'s shape, for the fields cargohold has."""
+        return {
+            "Id": self.id,
+            "RepoTags": list(self.repo_tags),
+            "RepoDigests": [],
+            "Parent": "",
+            "Comment": self.config.get("comment", ""),
+            "Created": self.config.get("created", self.created),
+            "Author": self.config.get("author", ""),
+            "Config": dict(self.run_config),
+            "Architecture": self.config.get("architecture", ""),
+            "Os": self.config.get("os", ""),
+            "Size": self.size,
+            "RootFS": {"Type": "layers", "Layers": list(self.diff_ids)},
+            "Metadata": {"LastTagTime": self.created},
+        }
+
+    def to_summary(self) -> dict[str, Any]:
+        """One item of the Engine API's ``GET /images/json``."""
+        created = self.config.get("created", self.created)
+        try:
+            stamp = int(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            stamp = 0
+        return {
+            "Id": self.id,
+            "ParentId": "",
+            "RepoTags": list(self.repo_tags) or ["<none>:<none>"],
+            "RepoDigests": [],
+            "Created": stamp,
+            "Size": self.size,
+            "SharedSize": -1,
+            "VirtualSize": self.size,
+            "Labels": self.labels,
+            "Containers": len(self.holders),
+        }
+
+
+# -- reading archives --------------------------------------------------------
+
+
+class _Source:
+    """Files of a docker-archive or OCI layout, from a tar or a directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tar: tarfile.TarFile | None = None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        if path.is_dir():
+            return
+        try:
+            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+            for member in self.tar:
+                name = clean_name(member.name, "archive entry")
+                self.members[name] = member
+        except (tarfile.TarError, EOFError, zlib.error, OSError, LayerError) as err:
+            raise InvalidArgument(
+                f"cannot read image archive {path}: {err}; is it a complete "
+                "docker save or OCI archive?"
+            ) from None
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+
+    def exists(self, name: str) -> bool:
+        rel = clean_name(name, "archive path")
+        if self.tar is not None:
+            return rel in self.members
+        return (self.path / rel).is_file()
+
+    @contextlib.contextmanager
+    def open(self, name: str) -> Iterator[IO[bytes]]:
+        rel = clean_name(name, "archive path")
+        if self.tar is None:
+            full = self.path / rel
+            if full.is_symlink() or not full.is_file():
+                raise InvalidArgument(f"image layout {self.path} lacks the file {name}")
+            with open(full, "rb") as f:
+                yield f
+            return
+        member = self.members.get(rel)
+        # follow the archive's own links (docker save links repeated layers)
+        for _ in range(8):
+            if member is None or (not member.islnk() and not member.issym()):
+                break
+            target = member.linkname
+            if member.issym():
+                target = os.path.join(os.path.dirname(rel), target)
+            rel = clean_name(target, "archive link")
+            member = self.members.get(rel)
+        stream = self.tar.extractfile(member) if member is not None else None
+        if stream is None:
+            raise InvalidArgument(f"image archive {self.path} lacks the file {name}")
+        with stream:
+            yield stream
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+        with self.open(name) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidArgument(f"{name} in {self.path} is larger than {limit} bytes")
+        return data
+
+
+def _json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidArgument(f"{what} is not valid JSON: {err}") from None
+
+
+class _Reader(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+class _Hashing:
+    """A reader that hashes what passes through it."""
+
+    def __init__(self, raw: _Reader) -> None:
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    @property
+    def digest(self) -> str:
+        return f"sha256:{self.hash.hexdigest()}"
+
+
+@dataclass
+class _StagedImage:
+    config: bytes
+    diff_ids: list[str]
+    tags: list[str]
+
+
+@dataclass
+class _Staging:
+    """Layers written to ``tmp/<id>/`` and images read, waiting to be committed."""
+
+    dir: Path
+    layers: dict[str, tuple[Path, int]] = field(default_factory=dict)
+    images: list[_StagedImage] = field(default_factory=list)
+
+
+# -- the store ---------------------------------------------------------------
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    config BLOB NOT NULL,
+    created TEXT NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS image_layers (
+    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    diff_id TEXT NOT NULL REFERENCES layers(diff_id),
+    PRIMARY KEY (image, position)
+);
+CREATE TABLE IF NOT EXISTS layers (
+    diff_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tags (
+    ref TEXT PRIMARY KEY,
+    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS holders (
+    image TEXT NOT NULL REFERENCES images(id),
+    holder TEXT NOT NULL,
+    PRIMARY KEY (image, holder)
+);
+"""
+_SCHEMA_VERSION = 1
+
+
+class ImageStore:
+    """Images, their layers and tags under ``root``; see the module docstring.
+
+    ``snapshotters`` (the runtime's `SnapshotterRegistry`) lets `remove`
+    drop unpacked layers no image needs any more.
+    """
+
+    def __init__(self, root: Path, snapshotters: Any = None) -> None:
+        self.root = root
+        self.blobs = root / "blobs" / "sha256"
+        self._snapshotters = snapshotters
+        self._local = threading.local()
+        self._ready = False
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _setup(self) -> None:
+        if self._ready:
+            return
+        self.blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
+        with self._transaction() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > _SCHEMA_VERSION:
+                raise RuntimeError(f"{self.root}/images.db is from a newer cargohold; upgrade")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        self._ready = True
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            db = sqlite3.connect(self.root / "images.db", timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            self._local.db = db
+        return db
+
+    def _db(self) -> sqlite3.Connection:
+        self._setup()
+        return self._connection()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _locked(self, name: str = "store") -> Iterator[None]:
+        """An flock across processes: one writer of the store (or of one unpack) at a time."""
+        self._setup()
+        locks = self.root / "locks"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(locks / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _staging(self) -> Iterator[_Staging]:
+        self._setup()
+        path = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / "tmp"))
+        try:
+            yield _Staging(path)
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def layer_path(self, diff_id: str) -> Path:
+        """The uncompressed tar of layer ``diff_id``; `NotFound` if the store lacks it."""
+        match = _DIGEST.fullmatch(diff_id)
+        if match is None:
+            raise InvalidArgument(f"{diff_id!r} is not a sha256 digest")
+        path = self.blobs / match.group(1)
+        if not path.is_file():
+            raise NotFound(f"layer {diff_id} is not in the image store; load its image again")
+        return path
+
+    # -- reading -------------------------------------------------------------
+
+    def _image(self, db: sqlite3.Connection, image_id: str) -> Image:
+        row = db.execute(
+            "SELECT config, created, size FROM images WHERE id = ?", (image_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no such image: {image_id}")
+        tags = tuple(
+            ref
+            for (ref,) in db.execute(
+                "SELECT ref FROM tags WHERE image = ? ORDER BY ref", (image_id,)
+            )
+        )
+        holders = tuple(
+            h
+            for (h,) in db.execute(
+                "SELECT holder FROM holders WHERE image = ? ORDER BY holder", (image_id,)
+            )
+        )
+        return Image(image_id, tags, json.loads(row[0]), row[1], row[2], holders)
+
+    def _resolve(self, db: sqlite3.Connection, ref: str) -> str:
+        """The image id ``ref`` names (a tag, an id or a unique id prefix)."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidArgument("give an image reference: name[:tag] or an image id")
+        text = ref.strip()
+        hex_part = text.removeprefix("sha256:")
+        if re.fullmatch(r"[0-9a-f]{1,64}", hex_part):
+            rows = db.execute(
+                "SELECT id FROM images WHERE id LIKE ? LIMIT 2", (f"sha256:{hex_part}%",)
+            ).fetchall()
+            if len(rows) > 1 and len(hex_part) < 64:
+                raise Conflict(f"image id prefix {text!r} is ambiguous: give more characters")
+            if rows:
+                return str(rows[0][0])
+            if text.startswith("sha256:"):
+                raise NotFound(f"no such image: {text}")
+        try:
+            normal = normalize_reference(text)
+        except InvalidArgument:
+            raise NotFound(f"no such image: {text}") from None
+        row = db.execute("SELECT image FROM tags WHERE ref = ?", (normal,)).fetchone()
+        if row is None:
+            raise NotFound(
+                f"no such image: {normal}; load it with 'cargohold image load -i FILE' "
+                "or import a rootfs with 'cargohold image import'"
+            )
+        return str(row[0])
+
+    def get(self, ref: str) -> Image:
+        """The image ``ref`` names; `NotFound` if none."""
+        db = self._db()
+        return self._image(db, self._resolve(db, ref))
+
+    def list(self) -> builtins.list[Image]:
+        """Every image, newest first."""
+        db = self._db()
+        ids = [i for (i,) in db.execute("SELECT id FROM images ORDER BY created DESC, id")]
+        return [self._image(db, i) for i in ids]
+
+    # -- holders (containers) -------------------------------------------------
+
+    def hold(self, ref: str, holder: str) -> Image:
+        """Record that ``holder`` (a container id) uses the image; it cannot be removed."""
+        with self._locked(), self._transaction() as db:
+            image_id = self._resolve(db, ref)
+            db.execute(
+                "INSERT OR IGNORE INTO holders (image, holder) VALUES (?, ?)", (image_id, holder)
+            )
+            return self._image(db, image_id)
+
+    def release(self, image_id: str, holder: str) -> None:
+        """Forget ``holder``'s use of the image (no error if it held nothing)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM holders WHERE image = ? AND holder = ?", (image_id, holder))
+
+    # -- ingest ----------------------------------------------------------------
+
+    def _stage_layer(
+        self, staging: _Staging, stream: _Reader, expect: str | None, what: str
+    ) -> str:
+        """Decompress ``stream`` into staging; return its diff id (checked if ``expect``)."""
+        head = stream.read(4)
+        chained: _Reader = _Prepend(head, stream)
+        if head.startswith(_GZIP_MAGIC):
+            chained = gzip.GzipFile(fileobj=cast(IO[bytes], chained), mode="rb")
+        elif head == _ZSTD_MAGIC:
+            raise NotSupported(f"{what} is zstd-compressed; cargohold reads plain and gzip layers")
+        out_path = staging.dir / uuid.uuid4().hex
+        plain = hashlib.sha256()
+        size = 0
+        try:
+            with open(out_path, "wb") as out:
+                while chunk := chained.read(1 << 20):
+                    plain.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except (gzip.BadGzipFile, EOFError, zlib.error, tarfile.TarError) as err:
+            raise InvalidArgument(f"{what} is corrupt or truncated: {err}") from None
+        diff_id = f"sha256:{plain.hexdigest()}"
+        if expect is not None and diff_id != expect:
+            raise InvalidArgument(
+                f"{what}: content digest {diff_id} does not match {expect} in the image "
+                "config; the archive is corrupt or was altered"
+            )
+        check_layer(out_path)
+        staging.layers.setdefault(diff_id, (out_path, size))
+        return diff_id
+
+    def _commit(self, staging: _Staging) -> builtins.list[Image]:
+        """Make staged layers and images visible, all or nothing."""
+        added: builtins.list[Path] = []
+        try:
+            with self._transaction() as db:
+                for diff_id, (path, size) in staging.layers.items():
+                    blob = self.blobs / diff_id.removeprefix("sha256:")
+                    known = db.execute("SELECT 1 FROM layers WHERE diff_id = ?", (diff_id,))
+                    if known.fetchone() is None:
+                        os.replace(path, blob)
+                        added.append(blob)
+                        db.execute(
+                            "INSERT INTO layers (diff_id, size) VALUES (?, ?)", (diff_id, size)
+                        )
+                ids: builtins.list[str] = []
+                for staged in staging.images:
+                    image_id = f"sha256:{hashlib.sha256(staged.config).hexdigest()}"
+                    size = sum(staging.layers[d][1] for d in set(staged.diff_ids))
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO images (id, config, created, size)"
+                        " VALUES (?, ?, ?, ?)",
+                        (image_id, staged.config, _now(), size),
+                    )
+                    if cursor.rowcount:
+                        db.executemany(
+                            "INSERT INTO image_layers (image, position, diff_id) VALUES (?, ?, ?)",
+                            list(
+                                zip(
+                                    [image_id] * len(staged.diff_ids),
+                                    range(len(staged.diff_ids)),
+                                    staged.diff_ids,
+                                    strict=True,
+                                )
+                            ),
+                        )
+                    for tag in staged.tags:
+                        db.execute(
+                            "INSERT INTO tags (ref, image) VALUES (?, ?)"
+                            " ON CONFLICT (ref) DO UPDATE SET image = excluded.image",
+                            (tag, image_id),
+                        )
+                    ids.append(image_id)
+                return [self._image(db, i) for i in ids]
+        except BaseException:
+            for blob in added:
+                blob.unlink(missing_ok=True)
+            raise
+
+    def load(self, path: str | Path) -> builtins.list[Image]:
+        """Load a ``docker save`` archive, an OCI archive or an OCI layout directory.
+
+        Every blob's digest and every layer's diff id is checked; any
+        mismatch, missing file or corrupt data raises `InvalidArgument` and
+        leaves the store as it was.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise NotFound(f"image archive {path} does not exist")
+        with self._locked(), self._staging() as staging:
+            source = _Source(path)
+            try:
+                if source.exists("manifest.json"):
+                    self._stage_docker_archive(source, staging)
+                elif source.exists("index.json"):
+                    self._stage_oci(source, staging)
+                else:
+                    raise InvalidArgument(
+                        f"{path} is neither a docker-archive (no manifest.json) nor an OCI "
+                        "layout (no index.json)"
+                    )
+            except LayerError as err:
+                raise InvalidArgument(f"{path}: {err}") from None
+            finally:
+                source.close()
+            return self._commit(staging)
+
+    def _stage_docker_archive(self, source: _Source, staging: _Staging) -> None:
+        manifest = _json(source.read("manifest.json"), f"manifest.json of {source.path}")
+        if not isinstance(manifest, list) or not manifest:
+            raise InvalidArgument(f"manifest.json of {source.path} lists no images")
+        for entry in manifest:
+            if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
+                raise InvalidArgument(f"manifest.json of {source.path} has a malformed entry")
+            config_name = entry["Config"]
+            config = source.read(config_name)
+            _check_named_digest(config_name, config)
+            layers = entry.get("Layers") or []
+            diff_ids = self._config_diff_ids(config, len(layers), config_name)
+            for layer_name, diff_id in zip(layers, diff_ids, strict=True):
+                with source.open(layer_name) as stream:
+                    hashing = _Hashing(stream)
+                    self._stage_layer(staging, hashing, diff_id, f"layer {layer_name}")
+                    hashing.drain()
+                    _check_named_digest(layer_name, None, hashing.digest)
+            tags = [normalize_reference(t) for t in entry.get("RepoTags") or []]
+            staging.images.append(_StagedImage(config, diff_ids, tags))
+
+    def _config_diff_ids(self, config: bytes, layer_count: int, what: str) -> builtins.list[str]:
+        parsed = _json(config, f"image config {what}")
+        diff_ids = (
+            (parsed.get("rootfs") or {}).get("diff_ids") if isinstance(parsed, dict) else None
+        )
+        if not isinstance(diff_ids, list) or not all(
+            isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids
+        ):
+            raise InvalidArgument(f"image config {what} has no valid rootfs.diff_ids")
+        if len(diff_ids) != layer_count:
+            raise InvalidArgument(
+                f"image config {what} lists {len(diff_ids)} layers but the manifest has "
+                f"{layer_count}"
+            )
+        return diff_ids
+
+    def _stage_oci(self, source: _Source, staging: _Staging) -> None:
+        index = _json(source.read("index.json"), f"index.json of {source.path}")
+        found = 0
+        for descriptor, name in self._oci_manifests(source, index, None):
+            manifest = _json(self._oci_blob(source, descriptor), f"manifest {descriptor}")
+            config_desc = manifest.get("config") if isinstance(manifest, dict) else None
+            if not isinstance(config_desc, dict):
+                raise InvalidArgument(f"OCI manifest {descriptor.get('digest')} has no config")
+            config = self._oci_blob(source, config_desc)
+            layers = manifest.get("layers") or []
+            diff_ids = self._config_diff_ids(config, len(layers), str(config_desc.get("digest")))
+            for layer, diff_id in zip(layers, diff_ids, strict=True):
+                digest = _descriptor_digest(layer)
+                with source.open(f"blobs/sha256/{digest}") as stream:
+                    hashing = _Hashing(stream)
+                    self._stage_layer(staging, hashing, diff_id, f"layer sha256:{digest}")
+                    hashing.drain()
+                if hashing.digest != f"sha256:{digest}":
+                    raise InvalidArgument(
+                        f"layer blob sha256:{digest} has digest {hashing.digest}: "
+                        "the archive is corrupt or was altered"
+                    )
+            tags = [normalize_reference(name)] if name else []
+            staging.images.append(_StagedImage(config, diff_ids, tags))
+            found += 1
+        if not found:
+            raise InvalidArgument(f"OCI index of {source.path} lists no image manifest")
+
+    def _oci_manifests(
+        self, source: _Source, index: Any, name: str | None, depth: int = 0
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+            raise InvalidArgument(f"OCI index in {source.path} is malformed")
+        if depth > 4:
+            raise InvalidArgument(f"OCI indexes in {source.path} nest too deep")
+        children = [d for d in index["manifests"] if isinstance(d, dict)]
+        if depth > 0:
+            children = _pick_platform(children)
+        for descriptor in children:
+            annotations = descriptor.get("annotations") or {}
+            ref = annotations.get("io.containerd.image.name") or name
+            short = annotations.get("org.opencontainers.image.ref.name")
+            if not ref and short and ("/" in short or ":" in short):
+                ref = short
+            media = descriptor.get("mediaType")
+            if media in (OCI_INDEX, DOCKER_LIST):
+                nested = _json(self._oci_blob(source, descriptor), "nested OCI index")
+                yield from self._oci_manifests(source, nested, ref, depth + 1)
+            elif media in MANIFESTS:
+                yield descriptor, ref
+
+    def _oci_blob(self, source: _Source, descriptor: Mapping[str, Any]) -> bytes:
+        digest = _descriptor_digest(descriptor)
+        data = source.read(f"blobs/sha256/{digest}")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise InvalidArgument(
+                f"blob sha256:{digest} in {source.path} does not match its digest: "
+                "the archive is corrupt or was altered"
+            )
+        return data
+
+    def import_rootfs(
+        self,
+        path: str | Path,
+        ref: str | None = None,
+        *,
+        changes: Sequence[str] = (),
+        message: str = "",
+    ) -> Image:
+        """Make a one-layer image from a root filesystem tarball (plain or gzip).
+
+        ``path`` ``-`` reads standard input. ``changes`` are Dockerfile-like
+        instructions (``CMD``, ``ENTRYPOINT``, ``ENV``, ``WORKDIR``, ``USER``,
+        ``VOLUME``, ``LABEL``), as ``docker import --change``.
+        """
+        tag = normalize_reference(ref) if ref else None
+        run_config = apply_changes({}, changes)
+        with self._locked(), self._staging() as staging:
+            if str(path) == "-":
+                diff_id = self._stage_layer(staging, _stdin(), None, "standard input")
+            else:
+                source_path = Path(path)
+                if not source_path.is_file():
+                    raise NotFound(f"rootfs tarball {path} does not exist")
+                with open(source_path, "rb") as f:
+                    diff_id = self._stage_layer(staging, f, None, f"rootfs tarball {path}")
+            config = new_config(run_config, [diff_id], created_by="cargohold image import")
+            if message:
+                config["comment"] = message
+                config["history"][-1]["comment"] = message
+            staging.images.append(_StagedImage(_dump(config), [diff_id], [tag] if tag else []))
+            (image,) = self._commit(staging)
+            return image
+
+    def create_image(
+        self,
+        base: Image | None,
+        layer: Path | None,
+        *,
+        ref: str | None = None,
+        changes: Sequence[str] = (),
+        run_config: Mapping[str, Any] | None = None,
+        comment: str = "",
+        author: str = "",
+        created_by: str = "",
+    ) -> Image:
+        """A new image: ``base``'s layers plus ``layer`` (an uncompressed tar diff, or None).
+
+        ``run_config`` replaces the base's ``config`` section when given
+        (``docker commit`` saves the container's); ``changes`` apply on top.
+        For ``cargohold commit``; the tar may hold whiteouts.
+        """
+        tag = normalize_reference(ref) if ref else None
+        with self._locked(), self._staging() as staging:
+            diff_ids = list(base.diff_ids) if base else []
+            for diff_id in diff_ids:
+                staging.layers[diff_id] = (
+                    self.layer_path(diff_id),
+                    self.layer_path(diff_id).stat().st_size,
+                )
+            if layer is not None:
+                with open(layer, "rb") as f:
+                    diff_id = self._stage_layer(staging, f, None, f"layer {layer}")
+                diff_ids.append(diff_id)
+            base_run = dict(
+                run_config if run_config is not None else (base.run_config if base else {})
+            )
+            config = new_config(
+                apply_changes(base_run, changes),
+                diff_ids,
+                created_by=created_by or "cargohold commit",
+                base=base.config if base else None,
+            )
+            if comment:
+                config["comment"] = comment
+            if author:
+                config["author"] = author
+            staging.images.append(_StagedImage(_dump(config), diff_ids, [tag] if tag else []))
+            (image,) = self._commit(staging)
+            return image
+
+    # -- tags and removal -----------------------------------------------------
+
+    def tag(self, source: str, target: str) -> Image:
+        """Give image ``source`` the reference ``target`` (moved from any other image)."""
+        normal = normalize_reference(target)
+        with self._locked(), self._transaction() as db:
+            image_id = self._resolve(db, source)
+            db.execute(
+                "INSERT INTO tags (ref, image) VALUES (?, ?)"
+                " ON CONFLICT (ref) DO UPDATE SET image = excluded.image",
+                (normal, image_id),
+            )
+            return self._image(db, image_id)
+
+    def remove(self, ref: str, *, force: bool = False) -> builtins.list[tuple[str, str]]:
+        """Untag, and delete the image once no tag is left, as ``docker rmi``.
+
+        Returns ``("Untagged", ref)`` and ``("Deleted", id)`` pairs. Refuses
+        (`Conflict`) an image a container holds, and removing by id an image
+        with several tags unless ``force``.
+        """
+        report: builtins.list[tuple[str, str]] = []
+        with self._locked():
+            with self._transaction() as db:
+                image_id = self._resolve(db, ref)
+                image = self._image(db, image_id)
+                if image.holders:
+                    raise Conflict(
+                        f"unable to remove image {ref}: it is used by container "
+                        f"{', '.join(h[:12] for h in image.holders)}; remove the container first"
+                    )
+                by_tag = ref.strip().removeprefix("sha256:") not in image_id
+                untag: builtins.list[str]
+                if by_tag:
+                    untag = [normalize_reference(ref)]
+                else:
+                    if len(image.repo_tags) > 1 and not force:
+                        raise Conflict(
+                            f"unable to delete {image.short_id} (must be forced): the image "
+                            f"is referenced by {len(image.repo_tags)} tags; remove by tag or "
+                            "use --force"
+                        )
+                    untag = list(image.repo_tags)
+                for tag in untag:
+                    db.execute("DELETE FROM tags WHERE ref = ?", (tag,))
+                    report.append(("Untagged", tag))
+                remaining = db.execute("SELECT 1 FROM tags WHERE image = ?", (image_id,))
+                if remaining.fetchone() is not None:
+                    return report
+                db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+                orphans = [
+                    d
+                    for (d,) in db.execute(
+                        "SELECT diff_id FROM layers WHERE diff_id NOT IN"
+                        " (SELECT diff_id FROM image_layers)"
+                    )
+                ]
+                db.executemany("DELETE FROM layers WHERE diff_id = ?", [(d,) for d in orphans])
+                report.append(("Deleted", image_id))
+            for diff_id in orphans:
+                (self.blobs / diff_id.removeprefix("sha256:")).unlink(missing_ok=True)
+            self._drop_snapshots(image)
+        return report
+
+    def _drop_snapshots(self, image: Image) -> None:
+        """Remove unpacked layers of ``image`` no remaining image needs (best effort)."""
+        if self._snapshotters is None or not image.diff_ids:
+            return
+        needed: set[str] = set()
+        for other in self.list():
+            needed.update(other.chain_ids())
+        for name in self._snapshotters.names():
+            try:
+                snapshotter = self._snapshotters.get(name)
+            except CargoholdError:
+                continue
+            for chain in reversed(image.chain_ids()):
+                if chain in needed or not snapshotter.exists(chain):
+                    continue
+                try:
+                    snapshotter.remove(chain)
+                except CargoholdError as err:
+                    log.info("kept unpacked layer %s in %s: %s", chain, name, err)
+                    break
+
+    # -- save ----------------------------------------------------------------
+
+    def save(self, refs: Sequence[str], output: str | Path | IO[bytes]) -> None:
+        """Write images as a docker-archive that ``docker load`` accepts.
+
+        ``output`` is a path (written to a temporary file, then renamed) or a
+        binary stream.
+        """
+        if not refs:
+            raise InvalidArgument("name at least one image to save")
+        db = self._db()
+        chosen: dict[str, builtins.list[str]] = {}
+        for ref in refs:
+            image_id = self._resolve(db, ref)
+            tags = chosen.setdefault(image_id, [])
+            if ref.strip().removeprefix("sha256:") not in image_id:
+                normal = normalize_reference(ref)
+                if normal not in tags:
+                    tags.append(normal)
+        if isinstance(output, str | Path):
+            target = Path(output)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                with open(tmp, "wb") as out:
+                    self._write_archive(db, chosen, out)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            self._write_archive(db, chosen, output)
+
+    def _write_archive(
+        self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]], out: IO[bytes]
+    ) -> None:
+        manifest: builtins.list[dict[str, Any]] = []
+        repositories: dict[str, dict[str, str]] = {}
+        written: set[str] = set()
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for image_id, tags in chosen.items():
+                (config,) = db.execute(
+                    "SELECT config FROM images WHERE id = ?", (image_id,)
+                ).fetchone()
+                hex_id = image_id.removeprefix("sha256:")
+                _add_bytes(tar, f"{hex_id}.json", config)
+                image = self._image(db, image_id)
+                layer_names: builtins.list[str] = []
+                for diff_id in image.diff_ids:
+                    folder = diff_id.removeprefix("sha256:")
+                    name = f"{folder}/layer.tar"
+                    if folder not in written:
+                        _add_dir(tar, folder)
+                        _add_bytes(tar, f"{folder}/VERSION", b"1.0")
+                        path = self.layer_path(diff_id)
+                        info = tarfile.TarInfo(name)
+                        info.size = path.stat().st_size
+                        info.mode = 0o644
+                        with open(path, "rb") as f:
+                            tar.addfile(info, f)
+                        written.add(folder)
+                    layer_names.append(name)
+                manifest.append(
+                    {"Config": f"{hex_id}.json", "RepoTags": tags or None, "Layers": layer_names}
+                )
+                for tag in tags:
+                    repo, _, version = tag.rpartition(":")
+                    if layer_names:
+                        repositories.setdefault(repo, {})[version] = layer_names[-1].split("/")[0]
+            _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
+            _add_bytes(tar, "repositories", json.dumps(repositories).encode())
+
+    # -- unpacking into snapshots ----------------------------------------------
+
+    def unpacked_chain(self, image: Image, snapshotter: Snapshotter) -> str | None:
+        """Unpack ``image``'s layers into committed snapshots; return the top one's key.
+
+        Each layer is unpacked once per snapshotter, as the committed
+        snapshot named by its chain id; later calls (and images sharing
+        lower layers) reuse it. A container's root filesystem is then
+        ``snapshotter.prepare(container_key, parent=<this key>)``. Returns
+        None for an image without layers (prepare with no parent).
+        """
+        parent: str | None = None
+        for diff_id, chain in zip(image.diff_ids, image.chain_ids(), strict=True):
+            if not snapshotter.exists(chain):
+                lock_name = f"unpack-{snapshotter.name}-{chain.removeprefix('sha256:')}"
+                with self._locked(lock_name):
+                    if not snapshotter.exists(chain):
+                        self._unpack(snapshotter, diff_id, chain, parent)
+            parent = chain
+        return parent
+
+    def _unpack(
+        self, snapshotter: Snapshotter, diff_id: str, chain: str, parent: str | None
+    ) -> None:
+        layer = self.layer_path(diff_id)
+        key = new_key("unpack")
+        snapshotter.prepare(key, parent, labels={LAYER_LABEL: diff_id})
+        try:
+            with open(layer, "rb") as stream:
+                apply_to_snapshot(snapshotter, key, stream, self.root / "tmp")
+            snapshotter.commit(chain, key, labels={LAYER_LABEL: diff_id})
+        except BaseException:
+            with contextlib.suppress(CargoholdError, OSError):
+                snapshotter.remove(key)
+            raise
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+class _Prepend:
+    """A reader giving ``head`` and then the rest of ``raw``."""
+
+    def __init__(self, head: bytes, raw: _Reader) -> None:
+        self.head = head
+        self.raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data, self.head = self.head + self.raw.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.raw.read(n)
+
+
+def _stdin() -> IO[bytes]:
+    import sys
+
+    return sys.stdin.buffer
+
+
+def _descriptor_digest(descriptor: Mapping[str, Any]) -> str:
+    digest = descriptor.get("digest")
+    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
+    if match is None:
+        raise InvalidArgument(f"descriptor digest {digest!r} is not a sha256 digest")
+    return match.group(1)
+
+
+def _check_named_digest(name: str, data: bytes | None, digest: str | None = None) -> None:
+    """Check a file named by its digest (``<hex>.json``, ``blobs/sha256/<hex>``)."""
+    stem = os.path.basename(name).removesuffix(".json")
+    if not _HEX.fullmatch(stem) or (name.endswith("layer.tar")):
+        return
+    actual = digest or f"sha256:{hashlib.sha256(data or b'').hexdigest()}"
+    if actual != f"sha256:{stem}":
+        raise InvalidArgument(
+            f"{name} has digest {actual}, not the one its name gives: the archive is corrupt "
+            "or was altered"
+        )
+
+
+def _pick_platform(descriptors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """From a multi-platform index, the manifest for this machine (or the only one)."""
+    arch = host_architecture()
+    for d in descriptors:
+        plat = d.get("platform") or {}
+        if plat.get("os", "linux") == "linux" and plat.get("architecture") == arch:
+            return [d]
+    real = [d for d in descriptors if (d.get("platform") or {}).get("architecture") != "unknown"]
+    if len(real) == 1:
+        return real
+    raise NotSupported(f"the image has no variant for linux/{arch}")
+
+
+def host_architecture() -> str:
+    machine = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def _dump(config: Mapping[str, Any]) -> bytes:
+    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
+
+
+def new_config(
+    run_config: Mapping[str, Any],
+    diff_ids: Sequence[str],
+    *,
+    created_by: str,
+    base: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An image config (OCI/Docker JSON) with ``run_config`` and these layers."""
+    now = _now()
+    history = list((base or {}).get("history") or [])
+    history.append({"created": now, "created_by": created_by})
+    return {
+        "architecture": (base or {}).get("architecture") or host_architecture(),
+        "os": "linux",
+        "created": now,
+        "config": dict(run_config),
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": history,
+    }
+
+
+_CHANGE_KEYS = {
+    "CMD": "Cmd",
+    "ENTRYPOINT": "Entrypoint",
+    "ENV": "Env",
+    "WORKDIR": "WorkingDir",
+    "USER": "User",
+    "VOLUME": "Volumes",
+    "LABEL": "Labels",
+    "STOPSIGNAL": "StopSignal",
+}
+
+
+def apply_changes(run_config: Mapping[str, Any], changes: Iterable[str]) -> dict[str, Any]:
+    """Apply Dockerfile-like ``--change`` instructions to a ``config`` section."""
+    result = dict(run_config)
+    for change in changes:
+        word, _, rest = change.strip().partition(" ")
+        instruction = word.upper()
+        rest = rest.strip()
+        if instruction not in _CHANGE_KEYS or not rest:
+            raise InvalidArgument(
+                f"unsupported change {change!r}: use one of {', '.join(_CHANGE_KEYS)} "
+                "followed by its value"
+            )
+        key = _CHANGE_KEYS[instruction]
+        if instruction in ("CMD", "ENTRYPOINT", "VOLUME"):
+            values = _json_or_shell(rest, shell=instruction != "VOLUME")
+            if instruction == "VOLUME":
+                result[key] = {**(result.get(key) or {}), **{v: {} for v in values}}
+            else:
+                result[key] = values
+        elif instruction in ("ENV", "LABEL"):
+            pairs = _pairs(rest)
+            if instruction == "ENV":
+                env = [e for e in result.get("Env") or [] if e.split("=", 1)[0] not in pairs]
+                result["Env"] = env + [f"{k}={v}" for k, v in pairs.items()]
+            else:
+                result["Labels"] = {**(result.get("Labels") or {}), **pairs}
+        else:
+            result[key] = rest
+    return result
+
+
+def _json_or_shell(text: str, *, shell: bool) -> list[str]:
+    if text.startswith("["):
+        value = _json(text.encode(), f"instruction value {text!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidArgument(f"{text!r} must be a JSON list of strings")
+        return value
+    return ["/bin/sh", "-c", text] if shell else text.split()
+
+
+def _pairs(text: str) -> dict[str, str]:
+    words = shlex.split(text)
+    if len(words) >= 2 and "=" not in words[0]:
+        return {words[0]: " ".join(words[1:])}  # legacy "ENV key value"
+    result: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"bad key=value {word!r} in {text!r}")
+        result[key] = value
+    return result
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tar.addfile(info)

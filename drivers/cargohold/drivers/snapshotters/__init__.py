@@ -1,0 +1,1 @@
+"""Built-in snapshot drivers: copy-on-write layers for container root filesystems."""

@@ -1,0 +1,66 @@
+"""Small helpers the built-in snapshot drivers share."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import stat
+from pathlib import Path
+
+from cargohold.core.snapshots import Usage
+
+
+def disk_usage(path: Path) -> Usage:
+    """Blocks and inodes under ``path``, each hard-linked inode counted once."""
+    seen: set[tuple[int, int]] = set()
+    size = 0
+
+    def count(st: os.stat_result) -> None:
+        nonlocal size
+        key = (st.st_dev, st.st_ino)
+        if key not in seen:
+            seen.add(key)
+            size += st.st_blocks * 512
+
+    if not path.exists():
+        return Usage()
+    count(os.lstat(path))
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            count(os.lstat(os.path.join(dirpath, name)))
+    return Usage(size=size, inodes=len(seen))
+
+
+def nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 256)]
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def filesystem_type(path: Path) -> int:
+    """statfs(2)'s ``f_type`` (a magic number) for the filesystem holding ``path``."""
+    buf = _StatFs()
+    if _libc.statfs(os.fsencode(nearest_existing(path)), ctypes.byref(buf)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+    return int(buf.f_type) & 0xFFFFFFFF
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` whatever its modes (no error if it is gone)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()

@@ -1,0 +1,102 @@
+"""The ``overlay`` snapshotter: kernel overlayfs, one directory per layer.
+
+Each snapshot is ``<root>/<id>/fs`` (its own changes) and ``<id>/work``
+(overlay's scratch space). An active snapshot on parents mounts as an
+overlay: the parents are the lower layers, ``fs`` the upper. Layers are
+written with overlay's native whiteouts so they stack without conversion.
+Deep images, whose layer list overflows one page of mount options, are
+mounted layer by layer (see `cargohold.core.snapshots.Mount.mount`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from cargohold.core import mounts as kmounts
+from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
+from cargohold.drivers.snapshotters.common import disk_usage, nearest_existing, remove_tree
+
+_probed: dict[int, str | None] = {}
+
+
+class OverlaySnapshotter(SnapshotDriver):
+    name = "overlay"
+
+    @classmethod
+    def unsupported_reason(cls, root: Path) -> str | None:
+        if os.geteuid() != 0:
+            return "overlay mounts need root"
+        if "overlay" not in Path("/proc/filesystems").read_text():
+            return "the kernel has no overlayfs (modprobe overlay)"
+        base = nearest_existing(root)
+        device = base.stat().st_dev
+        if device not in _probed:
+            _probed[device] = _probe(base)
+        return _probed[device]
+
+    def _fs(self, sid: str) -> Path:
+        return self.root / sid / "fs"
+
+    def create(self, sid: str, parents: Sequence[str], kind: Kind) -> None:
+        (self.root / sid).mkdir(mode=0o711)
+        self._fs(sid).mkdir(mode=0o755)
+        if kind is Kind.ACTIVE and parents:
+            (self.root / sid / "work").mkdir(mode=0o700)
+
+    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
+        if kind is Kind.VIEW:
+            if not parents:
+                return [Mount("bind", str(self._fs(sid)), ("rbind", "ro"))]
+            if len(parents) == 1:
+                return [Mount("bind", str(self._fs(parents[0])), ("rbind", "ro"))]
+            lower = ":".join(str(self._fs(p)) for p in parents)
+            return [Mount("overlay", "overlay", ("ro", f"lowerdir={lower}"))]
+        if not parents:
+            return [Mount("bind", str(self._fs(sid)), ("rbind", "rw"))]
+        lower = ":".join(str(self._fs(p)) for p in parents)
+        return [
+            Mount(
+                "overlay",
+                "overlay",
+                (
+                    f"lowerdir={lower}",
+                    f"upperdir={self._fs(sid)}",
+                    f"workdir={self.root / sid / 'work'}",
+                ),
+            )
+        ]
+
+    def commit(self, sid: str, parents: Sequence[str]) -> None:
+        # A committed layer is only ever a lower layer: the scratch space can go.
+        remove_tree(self.root / sid / "work")
+
+    def remove(self, sid: str) -> None:
+        remove_tree(self.root / sid)
+
+    def usage(self, sid: str, parents: Sequence[str]) -> Usage:
+        return disk_usage(self._fs(sid))
+
+    def apply_dir(self, sid: str, parents: Sequence[str]) -> ApplyTarget | None:
+        # The bottom layer hides nothing: a whiteout there would only show up
+        # as a device file in a bind-mounted view, so it is applied as deletions.
+        if not parents:
+            return ApplyTarget(self._fs(sid), "merged")
+        return ApplyTarget(self._fs(sid), "overlay", tuple(self._fs(p) for p in parents))
+
+
+def _probe(base: Path) -> str | None:
+    """Mount a two-layer overlay with its upper dir on ``base``'s filesystem."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=".overlay-probe-", dir=base) as tmp:
+            dirs = {n: Path(tmp, n) for n in ("lower", "upper", "work", "merged")}
+            for d in dirs.values():
+                d.mkdir()
+            data = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
+            kmounts.mount("overlay", dirs["merged"], "overlay", 0, data)
+            kmounts.umount(dirs["merged"])
+    except OSError as err:
+        return f"an overlay mount on {base} failed: {err.strerror or err}"
+    return None

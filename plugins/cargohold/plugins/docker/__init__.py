@@ -1,0 +1,1 @@
+"""The Docker volume-plugin protocol, both ways: serve drivers, use plugins, check them."""

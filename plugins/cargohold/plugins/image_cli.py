@@ -1,0 +1,156 @@
+"""``cargohold image ...``: load, import, list, inspect, remove, save and tag images."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from cargohold.core import hookimpl
+from cargohold.core.cli import emit_json, runtime, table
+from cargohold.core.errors import CargoholdError
+from cargohold.core.images import Image
+
+
+@hookimpl
+def cargohold_cli(group: click.Group) -> None:
+    group.add_command(image)
+
+
+@click.group()
+def image() -> None:
+    """Manage images (docker-archive and OCI archives, rootfs tarballs)."""
+
+
+@image.command("load")
+@click.option(
+    "-i", "--input", "source", required=True, type=click.Path(), help="archive or OCI layout"
+)
+@click.option("-q", "--quiet", is_flag=True, help="print nothing")
+def image_load(source: str, quiet: bool) -> None:
+    """Load images from a docker save archive, an OCI archive or an OCI layout directory."""
+    for loaded in runtime().images.load(source):
+        if quiet:
+            continue
+        if loaded.repo_tags:
+            for tag in loaded.repo_tags:
+                click.echo(f"Loaded image: {tag}")
+        else:
+            click.echo(f"Loaded image ID: {loaded.id}")
+
+
+@image.command("import")
+@click.argument("file")
+@click.argument("reference", required=False)
+@click.option("-c", "--change", "changes", multiple=True, help="e.g. 'CMD [\"/bin/sh\"]'")
+@click.option("-m", "--message", default="", help="commit message for the image")
+def image_import(file: str, reference: str | None, changes: tuple[str, ...], message: str) -> None:
+    """Make an image from a root filesystem tarball (FILE, or - for stdin)."""
+    made = runtime().images.import_rootfs(file, reference, changes=changes, message=message)
+    click.echo(made.id)
+
+
+@image.command("ls")
+@click.option("-q", "--quiet", is_flag=True, help="only image ids")
+@click.option("--no-trunc", is_flag=True, help="full image ids")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def image_ls(quiet: bool, no_trunc: bool, fmt: str) -> None:
+    """List images."""
+    images = runtime().images.list()
+    if fmt == "json":
+        emit_json([i.to_summary() for i in images])
+        return
+    if quiet:
+        for i in images:
+            click.echo(i.id if no_trunc else i.short_id)
+        return
+    rows: list[list[str]] = []
+    for i in images:
+        shown = i.id if no_trunc else i.short_id
+        created, size = _ago(str(i.config.get("created", i.created))), _size(i.size)
+        for tag in i.repo_tags or ("<none>:<none>",):
+            repo, _, version = tag.rpartition(":")
+            rows.append([repo, version, shown, created, size])
+    table(rows, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"])
+
+
+@image.command("inspect")
+@click.argument("refs", nargs=-1, required=True)
+def image_inspect(refs: tuple[str, ...]) -> None:
+    """Show images in detail (JSON, as docker image inspect)."""
+    store = runtime().images
+    found: list[Image] = []
+    failed = False
+    for ref in refs:
+        try:
+            found.append(store.get(ref))
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    emit_json([i.to_inspect() for i in found])
+    if failed:
+        sys.exit(1)
+
+
+@image.command("rm")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="remove an image by id even if it has tags")
+def image_rm(refs: tuple[str, ...], force: bool) -> None:
+    """Remove images (untag; delete when no tag is left), as docker rmi."""
+    store = runtime().images
+    failed = False
+    for ref in refs:
+        try:
+            for action, what in store.remove(ref, force=force):
+                click.echo(f"{action}: {what}")
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@image.command("save")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="file (default: stdout)")
+def image_save(refs: tuple[str, ...], output: str | None) -> None:
+    """Write images as a docker-archive (what docker load reads)."""
+    store = runtime().images
+    if output:
+        store.save(refs, output)
+        return
+    if sys.stdout.isatty():
+        raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
+    store.save(refs, sys.stdout.buffer)
+    sys.stdout.buffer.flush()
+
+
+@image.command("tag")
+@click.argument("source")
+@click.argument("target")
+def image_tag(source: str, target: str) -> None:
+    """Give image SOURCE the name TARGET."""
+    runtime().images.tag(source, target)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.3g}{unit}"
+        value /= 1000
+    return f"{n}B"
+
+
+def _ago(stamp: str) -> str:
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "N/A"
+    seconds = (datetime.now(UTC) - then).total_seconds()
+    for length, unit in ((31536000, "year"), (86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= length:
+            count = int(seconds // length)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "Less than a minute ago"

@@ -1,0 +1,226 @@
+"""Latency of plugin calls over the unix socket, against floors measured in the same run.
+
+Three servers answer on unix sockets in this process: the stdlib ``http.server``
+(the floor of HTTP on this machine), cargohold's Flask+waitress stack with a
+no-op handler (the framework's own cost), and the real plugin serving the
+``local`` driver. One keep-alive ``http.client`` connection per server sends
+the requests, interleaved in blocks so that the machine's drift hits all
+three alike. Reported: p50 and p99 and their ratios, in ``extra_info`` and
+printed. The goal is Get within 1.3x of the no-op handler; nothing is
+asserted about time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socketserver
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from cargohold.core import Runtime
+from cargohold.core.volumes import VolumeService
+from cargohold.plugins.docker.app import _endpoint, create_app
+from cargohold.plugins.docker.health import Health, UnixHTTPConnection
+from cargohold.plugins.docker.serving import ListenOn, PluginServer
+
+pytestmark = pytest.mark.benchmark
+
+BLOCKS = 10
+PER_BLOCK = 200
+HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}
+MOUNT_ID = "f" * 64
+
+
+class _FloorHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the engine and the other servers
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b'{"Err": ""}\n'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def address_string(self) -> str:
+        return "unix"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _FloorServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+def _with_noop(volumes: VolumeService, driver: str, health: Health) -> Flask:
+    """The plugin's own app plus a handler that does nothing: same stack, no work."""
+    app = create_app(volumes, driver, health)
+    app.add_url_rule(
+        "/Bench.Noop",
+        endpoint="Bench.Noop",
+        view_func=_endpoint("Bench.Noop", lambda body: {"Err": ""}, health),
+        methods=["POST"],
+    )
+    return app
+
+
+class Caller:
+    def __init__(self, path: Path) -> None:
+        self.conn = UnixHTTPConnection(str(path), 30)
+
+    def post(self, path: str, body: bytes) -> bytes:
+        self.conn.request("POST", path, body=body, headers=HEADERS)
+        response = self.conn.getresponse()
+        data = response.read()
+        assert response.status == 200, data
+        return data
+
+
+def serve_until_stdin_closes(directory: str) -> None:
+    """Run in a child process: the floor and the plugin answer until the parent goes.
+
+    The servers live in their own process, as a plugin lives apart from the
+    engine, so the client's work does not compete with theirs for the GIL.
+    """
+    root = Path(directory)
+    floor = _FloorServer(str(root / "floor.sock"), _FloorHandler)
+    threading.Thread(target=floor.serve_forever, daemon=True).start()
+    with Runtime(root / "state") as runtime:
+        plugin = PluginServer(
+            runtime.volumes,
+            "local",
+            "chbench",
+            ListenOn(socket_dir=root / "plugins"),
+            app_factory=_with_noop,
+        )
+        plugin.start()
+        print("ready", flush=True)
+        try:
+            sys.stdin.read()
+        finally:
+            plugin.stop()
+            floor.shutdown()
+            floor.server_close()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, Callable[[], object]]]:
+    directory = Path(tempfile.mkdtemp(prefix="chb-", dir="/tmp"))
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tests.benchmarks.test_plugin_latency import "
+            "serve_until_stdin_closes as s; s(sys.argv[1])",
+            str(directory),
+        ],
+        cwd=repo,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        floor_caller = Caller(directory / "floor.sock")
+        plugin_caller = Caller(directory / "plugins" / "chbench.sock")
+        plugin_caller.post("/VolumeDriver.Create", b'{"Name": "bench", "Opts": null}\n')
+        get = b'{"Name": "bench"}\n'
+        mount = json.dumps({"Name": "bench", "ID": MOUNT_ID}).encode() + b"\n"
+
+        def mount_unmount() -> object:
+            plugin_caller.post("/VolumeDriver.Mount", mount)
+            return plugin_caller.post("/VolumeDriver.Unmount", mount)
+
+        yield {
+            "floor": lambda: floor_caller.post("/VolumeDriver.Get", get),
+            "noop": lambda: plugin_caller.post("/Bench.Noop", get),
+            "get": lambda: plugin_caller.post("/VolumeDriver.Get", get),
+            "mount_unmount": mount_unmount,
+        }
+        plugin_caller.conn.close()
+        floor_caller.conn.close()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _measure(calls: dict[str, Callable[[], object]]) -> dict[str, list[float]]:
+    """Per-call seconds for each case, in interleaved blocks (after a warm-up)."""
+    for call in calls.values():
+        for _ in range(50):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(BLOCKS):
+        for name, call in calls.items():
+            taken = samples[name]
+            for _ in range(PER_BLOCK):
+                start = time.perf_counter()
+                call()
+                taken.append(time.perf_counter() - start)
+    return samples
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return statistics.median(values), cuts[98]
+
+
+def _report(benchmark: Any, case: str, samples: dict[str, list[float]], per_call: int) -> None:
+    """Put p50/p99 (microseconds) and the ratios in extra_info, and print them."""
+    p = {name: _percentiles(values) for name, values in samples.items()}
+    case_p50, case_p99 = p[case]
+    # a Mount/Unmount pair is two requests: compare it with two no-op (or floor) calls
+    noop_p50, noop_p99 = (per_call * v for v in p["noop"])
+    floor_p50, floor_p99 = (per_call * v for v in p["floor"])
+    info = {
+        f"{case}_p50_us": round(case_p50 * 1e6, 1),
+        f"{case}_p99_us": round(case_p99 * 1e6, 1),
+        "noop_p50_us": round(p["noop"][0] * 1e6, 1),
+        "noop_p99_us": round(p["noop"][1] * 1e6, 1),
+        "floor_p50_us": round(p["floor"][0] * 1e6, 1),
+        "floor_p99_us": round(p["floor"][1] * 1e6, 1),
+        "ratio_p50_to_noop": round(case_p50 / noop_p50, 2),
+        "ratio_p99_to_noop": round(case_p99 / noop_p99, 2),
+        "ratio_p50_to_floor": round(case_p50 / floor_p50, 2),
+        "ratio_p99_to_floor": round(case_p99 / floor_p99, 2),
+        "noop_p50_to_floor": round(p["noop"][0] / p["floor"][0], 2),
+    }
+    benchmark.extra_info.update(info)
+    print(f"\n{case} latency over the unix socket (requests per sample: {per_call}):")
+    for key, value in info.items():
+        print(f"  {key:>22} = {value}")
+
+
+def test_get_latency(benchmark: Any, servers: dict[str, Callable[[], object]]) -> None:
+    calls = {name: servers[name] for name in ("floor", "noop", "get")}
+    samples = _measure(calls)
+    benchmark.pedantic(servers["get"], rounds=1000, iterations=1, warmup_rounds=20)
+    _report(benchmark, "get", samples, per_call=1)
+
+
+def test_mount_unmount_latency(benchmark: Any, servers: dict[str, Callable[[], object]]) -> None:
+    calls = {name: servers[name] for name in ("floor", "noop", "mount_unmount")}
+    samples = _measure(calls)
+    benchmark.pedantic(servers["mount_unmount"], rounds=300, iterations=1, warmup_rounds=10)
+    _report(benchmark, "mount_unmount", samples, per_call=2)

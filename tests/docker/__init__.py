@@ -1,0 +1,1 @@
+"""Tests of the Docker volume-plugin protocol bridge."""

@@ -1,0 +1,211 @@
+"""``cargohold plugin check``: the conformance suite, against plugins good and bad.
+
+A correct plugin passes every check; a plugin broken in one known way fails
+exactly the check that covers it; our own server (``cargohold serve``) passes
+everything, and the client driver uses it like any other plugin. rclone's
+report is in test_rclone.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cargohold.core import Runtime
+from cargohold.plugins.docker.check import run_checks
+from cargohold.plugins.docker.client import BACKOFF_ENV
+from cargohold.plugins.docker.discovery import SOCKET_DIR_ENV, PluginAddress
+
+from .conftest import Served, StartServe
+from .miniplugin import MiniPlugin
+
+CARGOHOLD = Path(sys.executable).with_name("cargohold")
+ALL_CHECKS = [
+    "activate",
+    "capabilities",
+    "create",
+    "create-idempotent",
+    "get-unknown",
+    "get",
+    "created-at",
+    "list-get-consistent",
+    "mount-repeated-id",
+    "mount-distinct-ids",
+    "unmount-unknown-id",
+    "path",
+    "remove-while-mounted",
+    "malformed-requests",
+    "remove",
+]
+FAST: dict[str, Any] = {"backoff": (), "timeout": 10.0}
+
+
+@pytest.fixture
+def socket_dir(short_dir: Path) -> Path:
+    path = short_dir / "sockets"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def start_mini(socket_dir: Path, tmp_path: Path) -> Iterator[object]:
+    """Starts MiniPlugins on sockets in `socket_dir`; all stopped at the end."""
+    started: list[MiniPlugin] = []
+
+    def start(**kwargs: object) -> tuple[MiniPlugin, Path]:
+        name = f"mini-{secrets.token_hex(3)}"
+        plugin = MiniPlugin(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+        path = socket_dir / f"{name}.sock"
+        plugin.serve_unix(path)
+        started.append(plugin)
+        return plugin, path
+
+    yield start
+    for plugin in started:
+        plugin.stop()
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CARGOHOLD), "plugin", "check", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, BACKOFF_ENV: "", **(env or {})},
+    )
+
+
+def test_a_correct_plugin_passes_every_check(start_mini: object) -> None:
+    plugin, path = start_mini()  # type: ignore[operator]
+    result = check(str(path), "--format", "json")
+    assert result.returncode == 0, result.stdout
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    assert [c["name"] for c in report["checks"]] == ALL_CHECKS
+    assert all(c["passed"] and c["evidence"] for c in report["checks"])
+    assert report["counts"] == {"passed": len(ALL_CHECKS), "failed": 0}
+    # It made its volumes with a unique prefix and removed every one.
+    assert plugin.volumes == {}
+    created = {
+        json.loads(r.body)["Name"]
+        for r in plugin.requests
+        if r.method.endswith("Create") and r.body.startswith(b'{"Name": "chk-')
+    }
+    assert len(created) == 1 and next(iter(created)).startswith("chk-")
+
+
+@pytest.mark.parametrize(
+    ("flaw", "failing"),
+    [
+        ("ids-as-set", {"mount-repeated-id"}),
+        ("created-at-no-zone", {"created-at"}),
+        ("remove-while-mounted", {"remove-while-mounted"}),
+        ("accept-missing-name", {"malformed-requests"}),
+    ],
+)
+def test_a_flaw_fails_the_check_that_covers_it(
+    start_mini: object, flaw: str, failing: set[str]
+) -> None:
+    plugin, path = start_mini(flaws={flaw})  # type: ignore[operator]
+    report = run_checks(PluginAddress("mini", f"unix://{path}"), **FAST)
+    assert {c.name for c in report.checks if not c.passed} == failing
+    assert not report.passed
+    assert plugin.volumes == {} or set(plugin.volumes) == {""}  # "" is the flaw's own leak
+
+
+def test_text_report_shows_each_verdict_and_its_evidence(start_mini: object) -> None:
+    _, path = start_mini(flaws={"created-at-no-zone"})  # type: ignore[operator]
+    result = check(str(path))
+    assert result.returncode == 1
+    out = result.stdout
+    assert out.startswith(f"plugin {path.stem} at unix://{path}\n")
+    assert "PASS  activate               Implements ['VolumeDriver']" in out
+    assert "FAIL  created-at" in out and "is not RFC 3339 with a zone" in out
+    assert '        > VolumeDriver.Get {"Name": "chk-' in out
+    assert out.rstrip().endswith(f"{len(ALL_CHECKS) - 1} passed, 1 failed")
+
+
+def test_missing_capabilities_is_allowed(start_mini: object) -> None:
+    _, path = start_mini(flaws={"no-capabilities"})  # type: ignore[operator]
+    report = run_checks(PluginAddress("mini", f"unix://{path}"), **FAST)
+    assert report.passed
+    capabilities = next(c for c in report.checks if c.name == "capabilities")
+    assert "the engine assumes scope local" in capabilities.summary
+
+
+def test_plugin_options_reach_create(start_mini: object) -> None:
+    plugin, path = start_mini()  # type: ignore[operator]
+    result = check(str(path), "-o", "remote=/x", "-o", "ro", "--format", "json")
+    assert result.returncode == 0
+    first = next(r for r in plugin.requests if r.method == "VolumeDriver.Create")
+    assert json.loads(first.body)["Opts"] == {"remote": "/x", "ro": ""}
+
+
+def test_an_unreachable_plugin_fails_activation_and_runs_nothing_else(socket_dir: Path) -> None:
+    path = socket_dir / "dead.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    result = check("dead", "--format", "json", env={SOCKET_DIR_ENV: str(socket_dir)})
+    assert result.returncode == 1
+    checks = json.loads(result.stdout)["checks"]
+    assert not checks[0]["passed"] and "cannot be reached" in checks[0]["summary"]
+    assert all(c["summary"].startswith("not run: check ") for c in checks[1:])
+
+
+def test_an_unknown_plugin_name_is_a_clear_error(socket_dir: Path) -> None:
+    result = check("nobody-here", env={SOCKET_DIR_ENV: str(socket_dir)})
+    assert result.returncode == 1
+    assert "no Docker volume plugin named 'nobody-here': looked for" in result.stderr
+    assert str(socket_dir / "nobody-here.sock") in result.stderr
+
+
+# -- our own server -----------------------------------------------------------
+
+
+def test_our_server_passes_every_check_in_process(served: Served) -> None:
+    assert served.server.socket_path is not None
+    address = PluginAddress(served.server.name, f"unix://{served.server.socket_path}")
+    report = run_checks(address, **FAST)
+    failed = {c.name: c.summary for c in report.checks if not c.passed}
+    assert failed == {}
+    assert report.cleanup == []
+    assert served.runtime.volumes.list() == []
+
+
+@pytest.mark.root
+def test_cargohold_serve_passes_check_and_serves_the_client(
+    start_serve: StartServe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = start_serve("local")
+    monkeypatch.setenv(SOCKET_DIR_ENV, str(proc.socket_dir))
+    result = check(proc.name)
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.rstrip().endswith(f"{len(ALL_CHECKS)} passed, 0 failed")
+
+    # The client side against our server: a second cargohold uses it as a driver.
+    with Runtime(tmp_path / "client-state") as rt:
+        rt.volumes.create("shared", driver=proc.name, labels={"who": "client"})
+        path = rt.volumes.mount("shared", "c1")
+        (path / "f").write_text("through two cargoholds")
+        rt.volumes.unmount("shared", "c1")
+        assert rt.volumes.get("shared").driver == proc.name
+    # The serving side owns the volume and its bytes.
+    assert path.is_relative_to(proc.state_dir)
+    assert (path / "f").read_text() == "through two cargoholds"
+    inspected = subprocess.run(
+        [str(CARGOHOLD), "--state-dir", str(proc.state_dir), "volume", "inspect", "shared"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(inspected.stdout)[0]["Driver"] == "local"
