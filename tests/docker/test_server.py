@@ -259,8 +259,10 @@ def test_status_shows_volumes_mounts_and_last_errors(served: Served) -> None:
     )
     assert cli.returncode == 0, cli.stderr
     assert "seen" in cli.stdout and ID_A in cli.stdout and "no such volume: missing" in cli.stdout
+    # by name, found where the engine would look
     as_json = subprocess.run(
-        [CARGOHOLD, "plugin", "status", str(served.server.socket_path), "--format", "json"],
+        [CARGOHOLD, "plugin", "status", served.server.name, "--format", "json"],
+        env={**os.environ, "CARGOHOLD_PLUGIN_SOCKET_DIR": str(served.socket_dir)},
         capture_output=True,
         text=True,
         timeout=30,
@@ -522,6 +524,18 @@ def test_tls_requires_a_client_certificate_signed_by_the_ca(short_dir: Path) -> 
                 conn.request("POST", "/Plugin.Activate", body=b"")
                 conn.getresponse().read()
             conn.close()
+
+            # plugin status reaches it by name, with the TLS settings of its .json file
+            status = subprocess.run(
+                [CARGOHOLD, "plugin", "status", name, "--format", "json"],
+                env={**os.environ, "CARGOHOLD_PLUGIN_SPEC_DIRS": str(specs),
+                     "CARGOHOLD_PLUGIN_SOCKET_DIR": str(short_dir / "plugins")},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )  # fmt: skip
+            assert status.returncode == 0, status.stderr
+            assert json.loads(status.stdout)["address"] == server.url
 
             untrusted = ssl.create_default_context()  # does not know our CA
             conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=untrusted)

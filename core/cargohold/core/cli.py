@@ -131,6 +131,11 @@ def describe_options(driver: VolumeDriver) -> None:
         rows.append([f"  {option.name}", ", ".join(flags), option.help])
     if rows:
         table(rows, ["  OPTION", "KIND", "MEANING"])
+    if driver.example_options:
+        example = " ".join(
+            f"-o {k}={v.replace('{tmp}', '/srv/data')}" for k, v in driver.example_options.items()
+        )
+        click.echo(f"example: cargohold volume create -d {driver.name} {example} NAME")
 
 
 @volume.command("ls")

@@ -151,6 +151,11 @@ class VolumeDriver(abc.ABC):
     #: them: for drivers that cannot declare theirs (a remote Docker plugin).
     accepts_any_option: ClassVar[bool] = False
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Options of a plain volume, shown by ``-o help`` and used by ``cargohold
+    #: driver check``; ``{tmp}`` in a value stands for a fresh empty directory.
+    example_options: ClassVar[Mapping[str, str]] = {}
+    #: False when a volume's data outlives the volume (a bind volume's directory).
+    removes_data: ClassVar[bool] = True
 
     def __init__(self, context: DriverContext) -> None:
         self.context = context

@@ -223,13 +223,14 @@ class _Source:
         if path.is_dir():
             return
         try:
-            self.tar = tarfile.open(path, "r:*")  # noqa: SIM115 - closed by close()
+            self.tar = tarfile.open(path, _tar_mode(path))  # noqa: SIM115 - closed by close()
             for member in self.tar:
                 name = clean_name(member.name, "archive entry")
                 self.members[name] = member
         except (tarfile.TarError, EOFError, zlib.error, OSError, LayerError) as err:
+            reason = str(err).splitlines()[-1].removeprefix("- method ")
             raise InvalidArgument(
-                f"cannot read image archive {path}: {err}; is it a complete "
+                f"cannot read image archive {path}: {reason}; is it a complete "
                 "docker save or OCI archive?"
             ) from None
 
@@ -275,6 +276,19 @@ class _Source:
         if len(data) > limit:
             raise InvalidArgument(f"{name} in {self.path} is larger than {limit} bytes")
         return data
+
+
+def _tar_mode(path: Path) -> str:
+    """The tarfile mode for an archive, by its first bytes (so errors name one format)."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head.startswith(_GZIP_MAGIC):
+        return "r:gz"
+    if head.startswith(b"BZh"):
+        return "r:bz2"
+    if head.startswith(b"\xfd7zXZ"):
+        return "r:xz"
+    return "r:"
 
 
 def _json(data: bytes, what: str) -> Any:

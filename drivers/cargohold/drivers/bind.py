@@ -39,6 +39,8 @@ from cargohold.core import (
 
 class BindDriver(VolumeDriver):
     name = "bind"
+    example_options = {"source": "{tmp}"}
+    removes_data = False  # the host directory is the user's
     options = (
         Option("source", required=True, help="absolute path of the host directory"),
         Option(

@@ -106,17 +106,27 @@ def serve_command(
     if tls is not None and tcp is None:
         raise click.UsageError("TLS needs --tcp: a unix socket is protected by its file mode")
     where = serving.ListenOn(
-        socket_dir=socket_dir,
-        spec_dir=spec_dir,
+        socket_dir=socket_dir.absolute() if socket_dir else None,
+        spec_dir=spec_dir.absolute() if spec_dir else None,
         tcp=_host_port(tcp) if tcp else None,
         tls=tls,
     )
+    if where.tcp is not None and (tls is None or tls.ca is None) and not _loopback(where.tcp[0]):
+        logging.getLogger(__name__).warning(
+            "serving on %s:%s without client certificates: anyone who can reach it can "
+            "create, mount and remove volumes. Use --tls-ca, or listen on 127.0.0.1",
+            *where.tcp,
+        )
 
     def ready(servers: list[PluginServer]) -> None:
         for server in servers:
             click.echo(f"serving driver {server.driver} as plugin {server.name} at {server.url}")
 
     serving.serve(runtime(), plugins, where, ready=ready)
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -1,0 +1,118 @@
+"""``cargohold driver ls|check``: see installed drivers, and run the shipped
+conformance suite on any of them without writing a test file."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from cargohold.core import hookimpl
+from cargohold.core.cli import emit_json, key_values, runtime, table
+from cargohold.core.driver import VolumeDriver
+
+
+@hookimpl
+def cargohold_cli(group: click.Group) -> None:
+    group.add_command(driver)
+
+
+@click.group()
+def driver() -> None:
+    """Inspect volume drivers and check them against the contract."""
+
+
+@driver.command("ls")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def driver_ls(fmt: str) -> None:
+    """List the installed volume drivers."""
+    classes = runtime().drivers.classes()
+    rows = [_describe(cls) for _, cls in sorted(classes.items())]
+    if fmt == "json":
+        emit_json(rows)
+        return
+    table(
+        [[r["name"], r["scope"], ", ".join(r["capabilities"]) or "-", r["module"]] for r in rows],
+        ["DRIVER", "SCOPE", "CAPABILITIES", "FROM"],
+    )
+
+
+def _describe(cls: type[VolumeDriver]) -> dict[str, object]:
+    caps = cls.capabilities
+    return {
+        "name": cls.name,
+        "scope": cls.scope,
+        "capabilities": [c for c in ("snapshot", "clone", "resize", "usage") if getattr(caps, c)],
+        "options": [o.name for o in cls.options],
+        "module": cls.__module__,
+    }
+
+
+@driver.command("check")
+@click.argument("names", nargs=-1)
+@click.option(
+    "-o",
+    "--opt",
+    "opts",
+    multiple=True,
+    help="option of a plain volume (default: the driver's example options); "
+    "{tmp} in a value becomes a fresh empty directory",
+)
+@click.option("-v", "--verbose", is_flag=True, help="one line per check")
+def driver_check(names: Sequence[str], opts: Sequence[str], verbose: bool) -> None:
+    """Run the conformance suite on installed drivers (all of them by default).
+
+    Each check runs on a private temporary state directory: nothing of yours
+    is touched. Exit code 0 when every check passes.
+    """
+    import pytest  # the suite is pytest-based: pip install 'cargohold[testing]'
+
+    classes = runtime().drivers.classes()
+    wanted = list(names) or sorted(classes)
+    missing = [n for n in wanted if n not in classes]
+    if missing:
+        raise click.UsageError(
+            f"no installed driver named {', '.join(missing)}; installed: {', '.join(classes)}"
+        )
+    given = key_values(opts, "option") if opts else None
+    with tempfile.TemporaryDirectory(prefix="cargohold-check-") as workdir:
+        module = Path(workdir, "test_conformance.py")
+        module.write_text(_test_module([classes[n] for n in wanted], given))
+        args = [str(module), "-p", "no:cacheprovider", "-q" if not verbose else "-v"]
+        args += ["--rootdir", workdir, "-o", "addopts=", "-W", "ignore::DeprecationWarning"]
+        code = pytest.main(args)
+    sys.exit(0 if code == 0 else 1)
+
+
+def _test_module(classes: Sequence[type[VolumeDriver]], opts: dict[str, str] | None) -> str:
+    """A test module with one conformance class per driver."""
+    parts = [
+        "import pytest",
+        "from cargohold.core.conformance import VolumeDriverConformance",
+    ]
+    for cls in classes:
+        options = opts if opts is not None else dict(cls.example_options)
+        parts.append(
+            textwrap.dedent(f"""
+            from {cls.__module__} import {cls.__qualname__} as _{cls.name.replace("-", "_")}
+
+            class Test_{cls.name.replace("-", "_").replace(".", "_")}(VolumeDriverConformance):
+                driver_class = _{cls.name.replace("-", "_")}
+                remove_deletes_data = {cls.removes_data!r}
+
+                @pytest.fixture
+                def volume_options(self, tmp_path):
+                    def fill(value):
+                        if "{{tmp}}" not in value:
+                            return value
+                        fresh = tmp_path / "tmp"
+                        fresh.mkdir(exist_ok=True)
+                        return value.replace("{{tmp}}", str(fresh))
+                    return {{k: fill(v) for k, v in {options!r}.items()}}
+            """)
+        )
+    return "\n".join(parts)
