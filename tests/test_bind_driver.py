@@ -214,3 +214,22 @@ def test_driver_remove_of_a_still_mounted_volume_keeps_the_directory(
     driver.remove("stale", {"source": str(source)})
     assert not mounted_at(path)
     assert snapshot(source) == before
+
+
+def test_paths_with_spaces_and_odd_characters(tmp_path: Path) -> None:
+    """The mount table escapes such paths; mounted or not must still be read right."""
+    odd = tmp_path / "with space\tand\\slash"
+    odd.mkdir()
+    try:
+        with Runtime(odd / "state dir", autoload=False) as runtime:
+            runtime.volumes.create("odd", "bind", {"source": str(odd)})
+            path = runtime.volumes.mount("odd", "c1")
+            assert " " in str(path) and mounted_at(path)
+            (path / "f").write_text("x")
+            runtime.volumes.unmount("odd", "c1")
+            assert not mounted_at(path)
+            runtime.volumes.remove("odd")
+            assert (odd / "f").exists()
+    finally:
+        for entry in mounts.mounts_under(tmp_path):
+            mounts.umount(entry.target, detach=True)

@@ -261,6 +261,8 @@ def test_secret_never_printed_nor_stored(cli: Cli, state_dir: Path, tmp_path: Pa
     secret = "cli-secret-value-42"
     env = {"PYTHONPATH": str(tmp_path / "site"), "VAULTY_TOKEN": secret}
     assert "vaulty" in cli("plugin", "ls", **env).stdout
+    described = cli("volume", "create", "-d", "vaulty", "-o", "help", **env).stdout
+    assert "secret: give env:NAME or file:/path" in described
 
     cli("volume", "create", "-d", "vaulty", "-o", "token=env:VAULTY_TOKEN", "v1", **env)
     inspected = cli("volume", "inspect", "v1", **env).stdout

@@ -96,3 +96,10 @@ def test_conformance_suite_passes_on_it(example_venv: FreshVenv, tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_driver_check_command_passes_on_it(example_venv: FreshVenv, tmp_path: Path) -> None:
+    out = example_venv.run("cargohold", "driver", "check", "-v", "memo", state_dir=tmp_path).stdout
+    assert "memo" in out and "fail" not in out.lower()
+    # the checks run on a private state directory: the user's has no volume left behind
+    assert example_venv.run("cargohold", "volume", "ls", "-q", state_dir=tmp_path).stdout == ""

@@ -105,7 +105,7 @@ def bare_overlay(
     upper, workdir = scratch / "upper", scratch / "work"
     upper.mkdir()
     workdir.mkdir()
-    lower = ":".join(f"{sid}/fs" for sid in lower_ids)
+    lower = ":".join(lower_ids)
     cwd = os.getcwd()
     os.chdir(layer_root)
     try:

@@ -84,6 +84,4 @@ def cleanup(runtime: Runtime) -> None:
 def cli(state_dir: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run the real ``cargohold`` command line on ``state_dir``."""
     env = {**os.environ, "CARGOHOLD_STATE_DIR": str(state_dir)}
-    return subprocess.run(
-        [CLI, *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)

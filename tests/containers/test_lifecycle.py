@@ -99,6 +99,9 @@ def test_detached_logs_stop_and_wait(rt: Runtime) -> None:
     done = cli(rt.state_dir, "logs", stubborn.id[:10])
     assert done.stdout == "started\n"
     assert cli(rt.state_dir, "wait", stubborn.id).stdout == "137\n"
+    slow = service.start(service.create(IMAGE, ["sh", "-c", "echo a; sleep 0.5; echo b >&2"]).id)
+    followed = cli(rt.state_dir, "logs", "-f", slow.id)  # returns when the container ends
+    assert (followed.stdout, followed.stderr) == ("a\n", "b\n")
 
 
 def _wait_for_log(rt: Runtime, container: str, text: bytes) -> None:
@@ -118,10 +121,9 @@ def test_lost_supervisor_means_exited(rt: Runtime) -> None:
     container = service.start(service.create(IMAGE, ["sleep", "100"]).id)
     os.kill(container.state.supervisor, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while os.path.exists(f"/proc/{container.state.supervisor}/stat"):
+    while (after := service.get(container.id)).state.running:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    after = service.get(container.id)
     assert after.state.status == "exited" and after.state.exit_code == 255
     assert "supervising process ended" in after.state.error
 
@@ -166,7 +168,9 @@ def test_events_are_heard(rt: Runtime) -> None:
     assert heard == ["create", "start", "die", "destroy"]
 
 
-def test_unknown_mount_type_is_refused_and_a_plugin_can_add_one(rt: Runtime, tmp_path: Path) -> None:
+def test_unknown_mount_type_is_refused_and_a_plugin_can_add_one(
+    rt: Runtime, tmp_path: Path
+) -> None:
     from cargohold.core import InvalidArgument, hookimpl
     from cargohold.core.mountspec import MountSpec, PreparedMount
 
@@ -208,9 +212,7 @@ def test_mounts_are_parsed_from_docker_syntax(rt: Runtime, tmp_path: Path) -> No
     host = tmp_path / "host"
     host.mkdir()
     (host / "in").write_text("bound\n")
-    specs = parse_all(
-        volumes=[f"{host}:/h:ro", "named1:/n"], tmpfs=["/t:size=1m"], mounts=[]
-    )
+    specs = parse_all(volumes=[f"{host}:/h:ro", "named1:/n"], tmpfs=["/t:size=1m"], mounts=[])
     code, out, err = run(
         rt,
         "sh",

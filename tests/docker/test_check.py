@@ -20,9 +20,11 @@ from typing import Any
 
 import pytest
 
-from cargohold.core import Runtime
+from cargohold.core import InvalidArgument, Runtime, VolumeDriver, hookimpl
+from cargohold.core.conformance import Harness, VolumeDriverConformance, new_name
+from cargohold.core.driver import DriverContext
 from cargohold.plugins.docker.check import run_checks
-from cargohold.plugins.docker.client import BACKOFF_ENV
+from cargohold.plugins.docker.client import BACKOFF_ENV, connect
 from cargohold.plugins.docker.discovery import SOCKET_DIR_ENV, PluginAddress
 
 from .conftest import Served, StartServe
@@ -209,3 +211,59 @@ def test_cargohold_serve_passes_check_and_serves_the_client(
         timeout=60,
     )
     assert json.loads(inspected.stdout)[0]["Driver"] == "local"
+
+
+# -- the driver conformance suite through our server and the client -----------
+
+
+class ClientFor:
+    """A plugin object that makes the client driver for one plugin address."""
+
+    def __init__(self, address: PluginAddress) -> None:
+        self.address = address
+
+    @hookimpl(tryfirst=True)
+    def cargohold_find_volume_driver(
+        self, name: str, context: DriverContext
+    ) -> VolumeDriver | None:
+        if name != self.address.name:
+            return None
+        return connect(self.address, context, **FAST)
+
+
+class RemotePluginConformance(VolumeDriverConformance):
+    """The driver suite for a plugin reached through the client; subclasses set the plugin."""
+
+    def test_unknown_options_are_refused_before_the_driver_is_called(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """Replaced: a remote plugin declares no options, so the plugin is the one to refuse."""
+        bogus = {**volume_options, "no-such-option": "1"}
+        with pytest.raises(InvalidArgument, match="no-such-option"):
+            harness.volumes.create(new_name(), harness.driver_name, bogus)
+        assert harness.volumes.list() == []
+        assert harness.driver.list() == []
+
+    def test_missing_required_options_are_refused_before_the_driver_is_called(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """Replaced: what a plugin requires it enforces itself; a refusal records nothing."""
+        name = new_name()
+        try:
+            harness.volumes.create(name, harness.driver_name, {})
+        except InvalidArgument as refused:
+            assert f"plugin {harness.driver_name}: VolumeDriver.Create {name}" in str(refused)
+            assert harness.volumes.list() == []
+        else:
+            assert [v.name for v in harness.volumes.list()] == [name]
+
+
+class TestClientOverOurServer(RemotePluginConformance):
+    """The suite driver authors run, on the local driver behind `cargohold serve` and the client."""
+
+    driver_name = "served-local"
+
+    @pytest.fixture
+    def driver_plugin(self, served: Served) -> object:
+        assert served.server.socket_path is not None
+        return ClientFor(PluginAddress(self.driver_name, f"unix://{served.server.socket_path}"))

@@ -286,6 +286,7 @@ def test_plugin_errors_become_the_cores_errors(
         ('invalid option "x"', 500, InvalidArgument),
         ("volume must have either remote or backend type", 500, InvalidArgument),
         ("not supported", 500, NotSupported),
+        ('unsupported backend option "x"', 500, InvalidArgument),
         ("404 page not found", 404, NotFound),
         ("Bad Request", 400, InvalidArgument),
     ],

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,14 @@ class EnginePlugin:
     def refs(self, volume: str) -> dict[str, int]:
         with Runtime(self.state_dir) as runtime:
             return dict(runtime.volumes.get(volume).refs)
+
+    def settled_refs(self, volume: str, expected: int, timeout: float = 10) -> dict[str, int]:
+        """The references once ``expected`` many remain: the engine may unmount a moment
+        after ``docker stop`` or ``rm -f`` returns (its exit handling runs on)."""
+        deadline = time.monotonic() + timeout
+        while len(refs := self.refs(volume)) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return refs
 
     def status(self) -> dict[str, Any]:
         client = PluginClient(self.proc.socket)
@@ -154,9 +163,9 @@ def test_two_containers_share_a_volume(
         mounts = {m["id"] for m in plugin.status()["active_mounts"] if m["volume"] == vol}
         assert mounts == set(refs)
         engine.docker("rm", "-f", first)
-        assert len(plugin.refs(vol)) == 1
+        assert len(plugin.settled_refs(vol, 1)) == 1
         engine.docker("rm", "-f", second)
-        assert plugin.refs(vol) == {}
+        assert plugin.settled_refs(vol, 0) == {}
 
 
 def test_docker_cp_repeats_the_mount_id_and_the_count_holds(
@@ -185,7 +194,7 @@ def test_docker_cp_repeats_the_mount_id_and_the_count_holds(
         )
         assert (plugin.data_root / vol / "_data" / "copied").exists()
         engine.docker("stop", "-t", "0", container)
-        assert plugin.refs(vol) == {}, "stopping the container unmounted the volume"
+        assert plugin.settled_refs(vol, 0) == {}, "stopping the container unmounted the volume"
 
 
 def test_volume_inspect_ls_rm(

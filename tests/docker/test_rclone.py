@@ -25,7 +25,9 @@ import pytest
 
 from cargohold.core import Runtime
 from cargohold.plugins.docker.client import BACKOFF_ENV
-from cargohold.plugins.docker.discovery import SOCKET_DIR
+from cargohold.plugins.docker.discovery import SOCKET_DIR, PluginAddress
+
+from .test_check import ClientFor, RemotePluginConformance
 
 RCLONE = Path(sys.executable).with_name("rclone")
 CARGOHOLD = Path(sys.executable).with_name("cargohold")
@@ -224,3 +226,19 @@ def test_plugin_check_reports_on_rclone(rclone: Rclone, tmp_path: Path) -> None:
     assert "PASS  remove-while-mounted" in text.stdout
     assert '< 500 {"Err":"volume is in use"}' in text.stdout
     assert f"{len(RCLONE_PASSES)} passed, {len(RCLONE_FAILS)} failed" in text.stdout
+
+
+@pytest.mark.root
+class TestClientOverRclone(RemotePluginConformance):
+    """The driver suite driver authors run, on rclone's plugin through the client."""
+
+    driver_name = "rclone-suite"
+    remove_deletes_data = False  # rclone forgets the volume; the data stays in the remote
+
+    @pytest.fixture
+    def driver_plugin(self, rclone: Rclone) -> object:
+        return ClientFor(PluginAddress(self.driver_name, f"unix://{rclone.socket}"))
+
+    @pytest.fixture
+    def volume_options(self, rclone: Rclone) -> dict[str, str]:
+        return {"remote": str(rclone.remote)}

@@ -24,9 +24,14 @@ def run(
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
     env["CARGOHOLD_STATE_DIR"] = str(state)
     result = subprocess.run(
-        [str(CARGOHOLD), *args], input=stdin.decode("latin-1"), capture_output=True, text=True,
-        env=env, timeout=60,
-    )  # fmt: skip
+        [str(CARGOHOLD), *args], input=stdin, capture_output=True, env=env, timeout=60
+    )
+    result = subprocess.CompletedProcess(
+        result.args,
+        result.returncode,
+        result.stdout.decode(errors="replace"),
+        result.stderr.decode(errors="replace"),
+    )
     assert result.returncode == code, (args, result.stdout, result.stderr)
     return result
 

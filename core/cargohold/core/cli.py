@@ -20,7 +20,7 @@ from cargohold.core.driver import VolumeDriver
 from cargohold.core.errors import CargoholdError, InvalidArgument
 from cargohold.core.filters import LIST_FILTERS, PRUNE_FILTERS, parse_filters
 from cargohold.core.paths import STATE_DIR_ENV, default_state_dir
-from cargohold.core.pluginmanager import build_plugin_manager
+from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
 from cargohold.core.runtime import Runtime
 from cargohold.core.volumes import Volume
 
@@ -33,7 +33,7 @@ def runtime() -> Runtime:
     if rt is None:
         state_dir = root.params.get("state_dir")
         try:
-            rt = Runtime(Path(state_dir) if state_dir else None)
+            rt = Runtime(Path(state_dir) if state_dir else None, plugin_manager=_plugin_manager)
         except (OSError, sqlite3.Error, RuntimeError) as err:
             where = state_dir or default_state_dir()
             raise CargoholdError(
@@ -259,10 +259,16 @@ def plugin_ls(fmt: str) -> None:
 # -- entry point -------------------------------------------------------------
 
 
+#: The plugin manager `build_cli` made, reused by `runtime` (building one is slow).
+_plugin_manager: PluginManager | None = None
+
+
 def build_cli() -> click.Group:
     """The command line, with every plugin's commands added."""
+    global _plugin_manager
     pm = build_plugin_manager()
     pm.hook.cargohold_cli(group=cli)
+    _plugin_manager = pm
     return cli
 
 

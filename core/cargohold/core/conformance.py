@@ -213,8 +213,9 @@ class VolumeDriverConformance:
     driver_name: ClassVar[str] = ""
     #: Options of a plain volume (see also the ``volume_options`` fixture).
     create_options: ClassVar[Mapping[str, str]] = {}
-    #: False for drivers whose data outlives the volume (a bind mount's directory).
-    remove_deletes_data: ClassVar[bool] = True
+    #: False for drivers whose data outlives the volume (a bind mount's directory);
+    #: None takes the driver class's own `VolumeDriver.removes_data`.
+    remove_deletes_data: ClassVar[bool | None] = None
     #: False for drivers whose data lives only while mounted (tmpfs): the checks
     #: that data survives an unmount then check that it is gone instead.
     keeps_data_unmounted: ClassVar[bool] = True
@@ -249,6 +250,8 @@ class VolumeDriverConformance:
     @pytest.fixture
     def harness(self, tmp_path: Path, driver_plugin: object) -> Iterator[Harness]:
         name = self.driver_name or (self.driver_class.name if self.driver_class else "")
+        if not name:
+            raise TypeError(f"{type(self).__name__}: set driver_name to the driver's name")
         harness = Harness(tmp_path / "state", driver_plugin, name)
         try:
             yield harness
@@ -366,7 +369,10 @@ class VolumeDriverConformance:
         harness.volumes.remove(name)
         harness.create(name, volume_options)
         path = harness.volumes.mount(name, "reader")
-        assert (path / "old").exists() is not self.remove_deletes_data
+        deletes = self.remove_deletes_data
+        if deletes is None:
+            deletes = harness.driver.removes_data
+        assert (path / "old").exists() is not deletes
 
     # -- mount -----------------------------------------------------------------
 

@@ -26,14 +26,13 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from cargohold.core.driver import DriverContext, VolumeDriver
-    from cargohold.core.events import VolumeEvent
-    from cargohold.core.snapshots import SnapshotDriver
-
     # container hooks: these modules import nothing from here at run time
     from cargohold.core.containers import Container, ContainerEvent, Rootfs
+    from cargohold.core.driver import DriverContext, VolumeDriver
+    from cargohold.core.events import VolumeEvent
     from cargohold.core.mountspec import MountSpec, PreparedMount
     from cargohold.core.runtime import Runtime
+    from cargohold.core.snapshots import SnapshotDriver
 
 PROJECT = "cargohold"
 hookspec = pluggy.HookspecMarker(PROJECT)

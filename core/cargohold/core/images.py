@@ -32,87 +32,55 @@ import contextlib
 import fcntl
 import gzip
 import hashlib
-import io
 import json
 import logging
 import os
-import platform
 import re
-import shlex
 import shutil
 import sqlite3
+import sys
 import tarfile
 import tempfile
 import threading
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Protocol, cast
+from typing import IO, Any, cast
 
 from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound, NotSupported
-from cargohold.core.layers import LayerError, apply_to_snapshot, check_layer, clean_name
+from cargohold.core.image_archives import (
+    DIGEST,
+    GZIP_MAGIC,
+    ZSTD_MAGIC,
+    Hashing,
+    Prepend,
+    Reader,
+    SavedImage,
+    Source,
+    check_layer_digest,
+    read_archive,
+    write_docker_archive,
+)
+from cargohold.core.image_config import (
+    apply_changes,
+    chain_ids,
+    dump_config,
+    new_config,
+    normalize_reference,
+    now,
+)
+from cargohold.core.layers import LayerError, apply_to_snapshot, check_layer
 from cargohold.core.snapshots import Snapshotter, new_key
+
+__all__ = ["LAYER_LABEL", "Image", "ImageStore", "chain_ids", "normalize_reference"]
 
 log = logging.getLogger(__name__)
 
 #: Label on a committed layer snapshot: the diff id it holds.
 LAYER_LABEL = "cargohold.layer.diff-id"
-
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
-_HEX = re.compile(r"[0-9a-f]{64}")
-# Docker's reference grammar, simplified: lowercase path components with
-# separators, optional registry host[:port], tag of up to 128 word characters.
-_NAME_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?/)?"
-_REFERENCE = re.compile(
-    rf"(?P<name>{_HOST}{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*)(?::(?P<tag>[\w][\w.-]{{0,127}}))?"
-)
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFESTS = (
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def normalize_reference(ref: str) -> str:
-    """``busybox`` -> ``busybox:latest``; ``docker.io/library/x:1`` -> ``x:1``.
-
-    Raises `InvalidArgument` for text that is not a reference.
-    """
-    match = _REFERENCE.fullmatch(ref.strip()) if isinstance(ref, str) else None
-    if match is None or len(ref) > 255:
-        raise InvalidArgument(
-            f"invalid reference format {ref!r}: write name[:tag] in lowercase, e.g. busybox:latest"
-        )
-    name = match.group("name")
-    for prefix in ("docker.io/library/", "index.docker.io/library/", "docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix) :]
-            break
-    return f"{name}:{match.group('tag') or 'latest'}"
-
-
-def chain_ids(diff_ids: Sequence[str]) -> list[str]:
-    """The chain id of each layer stack, bottom first."""
-    chains: list[str] = []
-    for diff_id in diff_ids:
-        if chains:
-            digest = hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
-            chains.append(f"sha256:{digest}")
-        else:
-            chains.append(diff_id)
-    return chains
 
 
 @dataclass(frozen=True)
@@ -208,121 +176,6 @@ class Image:
             "Labels": self.labels,
             "Containers": len(self.holders),
         }
-
-
-# -- reading archives --------------------------------------------------------
-
-
-class _Source:
-    """Files of a docker-archive or OCI layout, from a tar or a directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tar: tarfile.TarFile | None = None
-        self.members: dict[str, tarfile.TarInfo] = {}
-        if path.is_dir():
-            return
-        try:
-            self.tar = tarfile.open(path, _tar_mode(path))  # noqa: SIM115 - closed by close()
-            for member in self.tar:
-                name = clean_name(member.name, "archive entry")
-                self.members[name] = member
-        except (tarfile.TarError, EOFError, zlib.error, OSError, LayerError) as err:
-            reason = str(err).splitlines()[-1].removeprefix("- method ")
-            raise InvalidArgument(
-                f"cannot read image archive {path}: {reason}; is it a complete "
-                "docker save or OCI archive?"
-            ) from None
-
-    def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-
-    def exists(self, name: str) -> bool:
-        rel = clean_name(name, "archive path")
-        if self.tar is not None:
-            return rel in self.members
-        return (self.path / rel).is_file()
-
-    @contextlib.contextmanager
-    def open(self, name: str) -> Iterator[IO[bytes]]:
-        rel = clean_name(name, "archive path")
-        if self.tar is None:
-            full = self.path / rel
-            if full.is_symlink() or not full.is_file():
-                raise InvalidArgument(f"image layout {self.path} lacks the file {name}")
-            with open(full, "rb") as f:
-                yield f
-            return
-        member = self.members.get(rel)
-        # follow the archive's own links (docker save links repeated layers)
-        for _ in range(8):
-            if member is None or (not member.islnk() and not member.issym()):
-                break
-            target = member.linkname
-            if member.issym():
-                target = os.path.join(os.path.dirname(rel), target)
-            rel = clean_name(target, "archive link")
-            member = self.members.get(rel)
-        stream = self.tar.extractfile(member) if member is not None else None
-        if stream is None:
-            raise InvalidArgument(f"image archive {self.path} lacks the file {name}")
-        with stream:
-            yield stream
-
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
-        with self.open(name) as f:
-            data = f.read(limit + 1)
-        if len(data) > limit:
-            raise InvalidArgument(f"{name} in {self.path} is larger than {limit} bytes")
-        return data
-
-
-def _tar_mode(path: Path) -> str:
-    """The tarfile mode for an archive, by its first bytes (so errors name one format)."""
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head.startswith(_GZIP_MAGIC):
-        return "r:gz"
-    if head.startswith(b"BZh"):
-        return "r:bz2"
-    if head.startswith(b"\xfd7zXZ"):
-        return "r:xz"
-    return "r:"
-
-
-def _json(data: bytes, what: str) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidArgument(f"{what} is not valid JSON: {err}") from None
-
-
-class _Reader(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-
-
-class _Hashing:
-    """A reader that hashes what passes through it."""
-
-    def __init__(self, raw: _Reader) -> None:
-        self.raw = raw
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.hash.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    @property
-    def digest(self) -> str:
-        return f"sha256:{self.hash.hexdigest()}"
 
 
 @dataclass
@@ -460,7 +313,7 @@ class ImageStore:
 
     def layer_path(self, diff_id: str) -> Path:
         """The uncompressed tar of layer ``diff_id``; `NotFound` if the store lacks it."""
-        match = _DIGEST.fullmatch(diff_id)
+        match = DIGEST.fullmatch(diff_id)
         if match is None:
             raise InvalidArgument(f"{diff_id!r} is not a sha256 digest")
         path = self.blobs / match.group(1)
@@ -547,15 +400,13 @@ class ImageStore:
 
     # -- ingest ----------------------------------------------------------------
 
-    def _stage_layer(
-        self, staging: _Staging, stream: _Reader, expect: str | None, what: str
-    ) -> str:
+    def _stage_layer(self, staging: _Staging, stream: Reader, expect: str | None, what: str) -> str:
         """Decompress ``stream`` into staging; return its diff id (checked if ``expect``)."""
         head = stream.read(4)
-        chained: _Reader = _Prepend(head, stream)
-        if head.startswith(_GZIP_MAGIC):
+        chained: Reader = Prepend(head, stream)
+        if head.startswith(GZIP_MAGIC):
             chained = gzip.GzipFile(fileobj=cast(IO[bytes], chained), mode="rb")
-        elif head == _ZSTD_MAGIC:
+        elif head == ZSTD_MAGIC:
             raise NotSupported(f"{what} is zstd-compressed; cargohold reads plain and gzip layers")
         out_path = staging.dir / uuid.uuid4().hex
         plain = hashlib.sha256()
@@ -601,7 +452,7 @@ class ImageStore:
                     cursor = db.execute(
                         "INSERT OR IGNORE INTO images (id, config, created, size)"
                         " VALUES (?, ?, ?, ?)",
-                        (image_id, staged.config, _now(), size),
+                        (image_id, staged.config, now(), size),
                     )
                     if cursor.rowcount:
                         db.executemany(
@@ -639,120 +490,21 @@ class ImageStore:
         if not path.exists():
             raise NotFound(f"image archive {path} does not exist")
         with self._locked(), self._staging() as staging:
-            source = _Source(path)
+            source = Source(path)
             try:
-                if source.exists("manifest.json"):
-                    self._stage_docker_archive(source, staging)
-                elif source.exists("index.json"):
-                    self._stage_oci(source, staging)
-                else:
-                    raise InvalidArgument(
-                        f"{path} is neither a docker-archive (no manifest.json) nor an OCI "
-                        "layout (no index.json)"
-                    )
+                for found in read_archive(source):
+                    for item in found.layers:
+                        with source.open(item.name) as stream:
+                            hashing = Hashing(stream)
+                            self._stage_layer(staging, hashing, item.diff_id, f"layer {item.name}")
+                            hashing.drain()
+                        check_layer_digest(item, hashing.digest)
+                    staging.images.append(_StagedImage(found.config, found.diff_ids, found.tags))
             except LayerError as err:
                 raise InvalidArgument(f"{path}: {err}") from None
             finally:
                 source.close()
             return self._commit(staging)
-
-    def _stage_docker_archive(self, source: _Source, staging: _Staging) -> None:
-        manifest = _json(source.read("manifest.json"), f"manifest.json of {source.path}")
-        if not isinstance(manifest, list) or not manifest:
-            raise InvalidArgument(f"manifest.json of {source.path} lists no images")
-        for entry in manifest:
-            if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
-                raise InvalidArgument(f"manifest.json of {source.path} has a malformed entry")
-            config_name = entry["Config"]
-            config = source.read(config_name)
-            _check_named_digest(config_name, config)
-            layers = entry.get("Layers") or []
-            diff_ids = self._config_diff_ids(config, len(layers), config_name)
-            for layer_name, diff_id in zip(layers, diff_ids, strict=True):
-                with source.open(layer_name) as stream:
-                    hashing = _Hashing(stream)
-                    self._stage_layer(staging, hashing, diff_id, f"layer {layer_name}")
-                    hashing.drain()
-                    _check_named_digest(layer_name, None, hashing.digest)
-            tags = [normalize_reference(t) for t in entry.get("RepoTags") or []]
-            staging.images.append(_StagedImage(config, diff_ids, tags))
-
-    def _config_diff_ids(self, config: bytes, layer_count: int, what: str) -> builtins.list[str]:
-        parsed = _json(config, f"image config {what}")
-        diff_ids = (
-            (parsed.get("rootfs") or {}).get("diff_ids") if isinstance(parsed, dict) else None
-        )
-        if not isinstance(diff_ids, list) or not all(
-            isinstance(d, str) and _DIGEST.fullmatch(d) for d in diff_ids
-        ):
-            raise InvalidArgument(f"image config {what} has no valid rootfs.diff_ids")
-        if len(diff_ids) != layer_count:
-            raise InvalidArgument(
-                f"image config {what} lists {len(diff_ids)} layers but the manifest has "
-                f"{layer_count}"
-            )
-        return diff_ids
-
-    def _stage_oci(self, source: _Source, staging: _Staging) -> None:
-        index = _json(source.read("index.json"), f"index.json of {source.path}")
-        found = 0
-        for descriptor, name in self._oci_manifests(source, index, None):
-            manifest = _json(self._oci_blob(source, descriptor), f"manifest {descriptor}")
-            config_desc = manifest.get("config") if isinstance(manifest, dict) else None
-            if not isinstance(config_desc, dict):
-                raise InvalidArgument(f"OCI manifest {descriptor.get('digest')} has no config")
-            config = self._oci_blob(source, config_desc)
-            layers = manifest.get("layers") or []
-            diff_ids = self._config_diff_ids(config, len(layers), str(config_desc.get("digest")))
-            for layer, diff_id in zip(layers, diff_ids, strict=True):
-                digest = _descriptor_digest(layer)
-                with source.open(f"blobs/sha256/{digest}") as stream:
-                    hashing = _Hashing(stream)
-                    self._stage_layer(staging, hashing, diff_id, f"layer sha256:{digest}")
-                    hashing.drain()
-                if hashing.digest != f"sha256:{digest}":
-                    raise InvalidArgument(
-                        f"layer blob sha256:{digest} has digest {hashing.digest}: "
-                        "the archive is corrupt or was altered"
-                    )
-            tags = [normalize_reference(name)] if name else []
-            staging.images.append(_StagedImage(config, diff_ids, tags))
-            found += 1
-        if not found:
-            raise InvalidArgument(f"OCI index of {source.path} lists no image manifest")
-
-    def _oci_manifests(
-        self, source: _Source, index: Any, name: str | None, depth: int = 0
-    ) -> Iterator[tuple[dict[str, Any], str | None]]:
-        if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-            raise InvalidArgument(f"OCI index in {source.path} is malformed")
-        if depth > 4:
-            raise InvalidArgument(f"OCI indexes in {source.path} nest too deep")
-        children = [d for d in index["manifests"] if isinstance(d, dict)]
-        if depth > 0:
-            children = _pick_platform(children)
-        for descriptor in children:
-            annotations = descriptor.get("annotations") or {}
-            ref = annotations.get("io.containerd.image.name") or name
-            short = annotations.get("org.opencontainers.image.ref.name")
-            if not ref and short and ("/" in short or ":" in short):
-                ref = short
-            media = descriptor.get("mediaType")
-            if media in (OCI_INDEX, DOCKER_LIST):
-                nested = _json(self._oci_blob(source, descriptor), "nested OCI index")
-                yield from self._oci_manifests(source, nested, ref, depth + 1)
-            elif media in MANIFESTS:
-                yield descriptor, ref
-
-    def _oci_blob(self, source: _Source, descriptor: Mapping[str, Any]) -> bytes:
-        digest = _descriptor_digest(descriptor)
-        data = source.read(f"blobs/sha256/{digest}")
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise InvalidArgument(
-                f"blob sha256:{digest} in {source.path} does not match its digest: "
-                "the archive is corrupt or was altered"
-            )
-        return data
 
     def import_rootfs(
         self,
@@ -772,7 +524,7 @@ class ImageStore:
         run_config = apply_changes({}, changes)
         with self._locked(), self._staging() as staging:
             if str(path) == "-":
-                diff_id = self._stage_layer(staging, _stdin(), None, "standard input")
+                diff_id = self._stage_layer(staging, sys.stdin.buffer, None, "standard input")
             else:
                 source_path = Path(path)
                 if not source_path.is_file():
@@ -783,7 +535,9 @@ class ImageStore:
             if message:
                 config["comment"] = message
                 config["history"][-1]["comment"] = message
-            staging.images.append(_StagedImage(_dump(config), [diff_id], [tag] if tag else []))
+            staging.images.append(
+                _StagedImage(dump_config(config), [diff_id], [tag] if tag else [])
+            )
             (image,) = self._commit(staging)
             return image
 
@@ -830,7 +584,7 @@ class ImageStore:
                 config["comment"] = comment
             if author:
                 config["author"] = author
-            staging.images.append(_StagedImage(_dump(config), diff_ids, [tag] if tag else []))
+            staging.images.append(_StagedImage(dump_config(config), diff_ids, [tag] if tag else []))
             (image,) = self._commit(staging)
             return image
 
@@ -943,51 +697,22 @@ class ImageStore:
             tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
             try:
                 with open(tmp, "wb") as out:
-                    self._write_archive(db, chosen, out)
+                    write_docker_archive(out, self._saved(db, chosen), self.layer_path)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            self._write_archive(db, chosen, output)
+            write_docker_archive(output, self._saved(db, chosen), self.layer_path)
 
-    def _write_archive(
-        self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]], out: IO[bytes]
-    ) -> None:
-        manifest: builtins.list[dict[str, Any]] = []
-        repositories: dict[str, dict[str, str]] = {}
-        written: set[str] = set()
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for image_id, tags in chosen.items():
-                (config,) = db.execute(
-                    "SELECT config FROM images WHERE id = ?", (image_id,)
-                ).fetchone()
-                hex_id = image_id.removeprefix("sha256:")
-                _add_bytes(tar, f"{hex_id}.json", config)
-                image = self._image(db, image_id)
-                layer_names: builtins.list[str] = []
-                for diff_id in image.diff_ids:
-                    folder = diff_id.removeprefix("sha256:")
-                    name = f"{folder}/layer.tar"
-                    if folder not in written:
-                        _add_dir(tar, folder)
-                        _add_bytes(tar, f"{folder}/VERSION", b"1.0")
-                        path = self.layer_path(diff_id)
-                        info = tarfile.TarInfo(name)
-                        info.size = path.stat().st_size
-                        info.mode = 0o644
-                        with open(path, "rb") as f:
-                            tar.addfile(info, f)
-                        written.add(folder)
-                    layer_names.append(name)
-                manifest.append(
-                    {"Config": f"{hex_id}.json", "RepoTags": tags or None, "Layers": layer_names}
-                )
-                for tag in tags:
-                    repo, _, version = tag.rpartition(":")
-                    if layer_names:
-                        repositories.setdefault(repo, {})[version] = layer_names[-1].split("/")[0]
-            _add_bytes(tar, "manifest.json", json.dumps(manifest).encode())
-            _add_bytes(tar, "repositories", json.dumps(repositories).encode())
+    def _saved(
+        self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]]
+    ) -> builtins.list[SavedImage]:
+        saved = []
+        for image_id, tags in chosen.items():
+            (config,) = db.execute("SELECT config FROM images WHERE id = ?", (image_id,)).fetchone()
+            diff_ids = self._image(db, image_id).diff_ids
+            saved.append(SavedImage(image_id, config, diff_ids, tags))
+        return saved
 
     # -- unpacking into snapshots ----------------------------------------------
 
@@ -1024,172 +749,3 @@ class ImageStore:
             with contextlib.suppress(CargoholdError, OSError):
                 snapshotter.remove(key)
             raise
-
-
-# -- helpers -------------------------------------------------------------------
-
-
-class _Prepend:
-    """A reader giving ``head`` and then the rest of ``raw``."""
-
-    def __init__(self, head: bytes, raw: _Reader) -> None:
-        self.head = head
-        self.raw = raw
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n < 0:
-                data, self.head = self.head + self.raw.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            return data
-        return self.raw.read(n)
-
-
-def _stdin() -> IO[bytes]:
-    import sys
-
-    return sys.stdin.buffer
-
-
-def _descriptor_digest(descriptor: Mapping[str, Any]) -> str:
-    digest = descriptor.get("digest")
-    match = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
-    if match is None:
-        raise InvalidArgument(f"descriptor digest {digest!r} is not a sha256 digest")
-    return match.group(1)
-
-
-def _check_named_digest(name: str, data: bytes | None, digest: str | None = None) -> None:
-    """Check a file named by its digest (``<hex>.json``, ``blobs/sha256/<hex>``)."""
-    stem = os.path.basename(name).removesuffix(".json")
-    if not _HEX.fullmatch(stem) or (name.endswith("layer.tar")):
-        return
-    actual = digest or f"sha256:{hashlib.sha256(data or b'').hexdigest()}"
-    if actual != f"sha256:{stem}":
-        raise InvalidArgument(
-            f"{name} has digest {actual}, not the one its name gives: the archive is corrupt "
-            "or was altered"
-        )
-
-
-def _pick_platform(descriptors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """From a multi-platform index, the manifest for this machine (or the only one)."""
-    arch = host_architecture()
-    for d in descriptors:
-        plat = d.get("platform") or {}
-        if plat.get("os", "linux") == "linux" and plat.get("architecture") == arch:
-            return [d]
-    real = [d for d in descriptors if (d.get("platform") or {}).get("architecture") != "unknown"]
-    if len(real) == 1:
-        return real
-    raise NotSupported(f"the image has no variant for linux/{arch}")
-
-
-def host_architecture() -> str:
-    machine = platform.machine()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
-
-
-def _dump(config: Mapping[str, Any]) -> bytes:
-    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode()
-
-
-def new_config(
-    run_config: Mapping[str, Any],
-    diff_ids: Sequence[str],
-    *,
-    created_by: str,
-    base: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """An image config (OCI/Docker JSON) with ``run_config`` and these layers."""
-    now = _now()
-    history = list((base or {}).get("history") or [])
-    history.append({"created": now, "created_by": created_by})
-    return {
-        "architecture": (base or {}).get("architecture") or host_architecture(),
-        "os": "linux",
-        "created": now,
-        "config": dict(run_config),
-        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-        "history": history,
-    }
-
-
-_CHANGE_KEYS = {
-    "CMD": "Cmd",
-    "ENTRYPOINT": "Entrypoint",
-    "ENV": "Env",
-    "WORKDIR": "WorkingDir",
-    "USER": "User",
-    "VOLUME": "Volumes",
-    "LABEL": "Labels",
-    "STOPSIGNAL": "StopSignal",
-}
-
-
-def apply_changes(run_config: Mapping[str, Any], changes: Iterable[str]) -> dict[str, Any]:
-    """Apply Dockerfile-like ``--change`` instructions to a ``config`` section."""
-    result = dict(run_config)
-    for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        instruction = word.upper()
-        rest = rest.strip()
-        if instruction not in _CHANGE_KEYS or not rest:
-            raise InvalidArgument(
-                f"unsupported change {change!r}: use one of {', '.join(_CHANGE_KEYS)} "
-                "followed by its value"
-            )
-        key = _CHANGE_KEYS[instruction]
-        if instruction in ("CMD", "ENTRYPOINT", "VOLUME"):
-            values = _json_or_shell(rest, shell=instruction != "VOLUME")
-            if instruction == "VOLUME":
-                result[key] = {**(result.get(key) or {}), **{v: {} for v in values}}
-            else:
-                result[key] = values
-        elif instruction in ("ENV", "LABEL"):
-            pairs = _pairs(rest)
-            if instruction == "ENV":
-                env = [e for e in result.get("Env") or [] if e.split("=", 1)[0] not in pairs]
-                result["Env"] = env + [f"{k}={v}" for k, v in pairs.items()]
-            else:
-                result["Labels"] = {**(result.get("Labels") or {}), **pairs}
-        else:
-            result[key] = rest
-    return result
-
-
-def _json_or_shell(text: str, *, shell: bool) -> list[str]:
-    if text.startswith("["):
-        value = _json(text.encode(), f"instruction value {text!r}")
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise InvalidArgument(f"{text!r} must be a JSON list of strings")
-        return value
-    return ["/bin/sh", "-c", text] if shell else text.split()
-
-
-def _pairs(text: str) -> dict[str, str]:
-    words = shlex.split(text)
-    if len(words) >= 2 and "=" not in words[0]:
-        return {words[0]: " ".join(words[1:])}  # legacy "ENV key value"
-    result: dict[str, str] = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise InvalidArgument(f"bad key=value {word!r} in {text!r}")
-        result[key] = value
-    return result
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    tar.addfile(info)

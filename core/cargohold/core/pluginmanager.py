@@ -64,13 +64,18 @@ def build_plugin_manager(
     for name in blocked_names:
         pm.set_blocked(name)
 
+    # name and version parse a distribution's METADATA on every access: once per dist
+    described: dict[int, tuple[str, str]] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
-        is_own = ep.dist is not None and ep.dist.name == DISTRIBUTION
+        if ep.dist is not None and id(ep.dist) not in described:
+            described[id(ep.dist)] = (ep.dist.name, ep.dist.version)
+        dist_name, dist_version = described[id(ep.dist)] if ep.dist is not None else ("", "")
+        is_own = dist_name == DISTRIBUTION
         if not (autoload or is_own):
             continue
-        origin = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else ep.value
+        origin = f"{dist_name} {dist_version}" if ep.dist is not None else ep.value
         try:
             pm.register(ep.load(), name=ep.name)
         except (ImportError, pluggy.PluginValidationError) as err:

@@ -34,10 +34,12 @@ class Runtime:
         autoload: bool | None = None,
         plugins: Iterable[object] = (),
         blocked: Iterable[str] = (),
+        plugin_manager: PluginManager | None = None,
     ) -> None:
         self.state_dir = (state_dir or default_state_dir()).absolute()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.plugin_manager: PluginManager = build_plugin_manager(
+        # a caller that already built one (the CLI) passes it: loading plugins costs ~0.2 s
+        self.plugin_manager: PluginManager = plugin_manager or build_plugin_manager(
             autoload=autoload, blocked=blocked, plugins=plugins
         )
         self.hook = self.plugin_manager.hook

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cargohold.core import (
     DriverVolume,
@@ -39,7 +39,7 @@ from cargohold.core import (
 
 class BindDriver(VolumeDriver):
     name = "bind"
-    example_options = {"source": "{tmp}"}
+    example_options: ClassVar[Mapping[str, str]] = {"source": "{tmp}"}
     removes_data = False  # the host directory is the user's
     options = (
         Option("source", required=True, help="absolute path of the host directory"),

@@ -33,6 +33,7 @@ raises `NotSupported` saying what to do.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -121,16 +122,15 @@ def remove_limited_dir(directory: Path) -> None:
     project = _own_project_id(directory)
     shutil.rmtree(directory)
     if project:
-        _set_project_limit(directory.parent, project, 0)
+        with contextlib.suppress(OSError):  # quotas turned off since: no limit to clear
+            _set_project_limit(directory.parent, project, 0)
 
 
 # -- btrfs ---------------------------------------------------------------------
 
-_BTRFS_IOC_SYNC = 0x9408
+_BTRFS_IOC_START_SYNC = 0x80089418
 _BTRFS_IOC_SUBVOL_CREATE = 0x5000940E
 _BTRFS_IOC_SNAP_DESTROY = 0x5000940F
-_BTRFS_IOC_INO_LOOKUP = 0xD0009412
-_BTRFS_IOC_QGROUP_CREATE = 0x4010942A
 _BTRFS_IOC_QGROUP_LIMIT = 0x8030942B
 _BTRFS_IOC_FS_INFO = 0x8400941F
 _BTRFS_QGROUP_LIMIT_MAX_RFER = 1
@@ -173,14 +173,6 @@ def _btrfs_subvolume_create(path: Path) -> None:
         fcntl.ioctl(parent, _BTRFS_IOC_SUBVOL_CREATE, _vol_args(path.name))
 
 
-def _btrfs_subvolume_id(path: Path) -> int:
-    args = bytearray(4096)
-    struct.pack_into("=QQ", args, 0, 0, _BTRFS_FIRST_FREE_OBJECTID)
-    with _open_dir(path) as fd:
-        fcntl.ioctl(fd, _BTRFS_IOC_INO_LOOKUP, args)
-    return int(struct.unpack_from("=Q", args, 0)[0])
-
-
 def _btrfs_limit(path: Path, size: int) -> None:
     # qgroupid 0 means "the subvolume this descriptor is in"
     args = bytearray(struct.pack("=QQQQQQ", 0, _BTRFS_QGROUP_LIMIT_MAX_RFER, size, 0, 0, 0))
@@ -189,21 +181,17 @@ def _btrfs_limit(path: Path, size: int) -> None:
 
 
 def _btrfs_subvolume_delete(path: Path) -> None:
-    qgroup = _btrfs_subvolume_id(path)
-    # Clear the limit first: the qgroup outlives the subvolume until the cleaner is done.
-    _btrfs_limit(path, _BTRFS_NO_LIMIT)
+    # Clear the limit, and leave the qgroup itself to the kernel: it drops the
+    # qgroup once the cleaner has freed the data (older kernels leave an empty
+    # stale one, harmless; `btrfs qgroup clear-stale` tidies). Destroying it
+    # while it still counts bytes marks every qgroup on the filesystem
+    # inconsistent, and an inconsistent filesystem enforces no limit at all.
+    with contextlib.suppress(OSError):  # quotas turned off since: no limit to clear
+        _btrfs_limit(path, _BTRFS_NO_LIMIT)
     with _open_dir(path.parent) as parent:
         fcntl.ioctl(parent, _BTRFS_IOC_SNAP_DESTROY, _vol_args(path.name))
-        fcntl.ioctl(parent, _BTRFS_IOC_SYNC)  # commit, so the cleaner frees the space now
-        try:
-            destroy = bytearray(struct.pack("=QQ", 0, qgroup))
-            fcntl.ioctl(parent, _BTRFS_IOC_QGROUP_CREATE, destroy)
-        except OSError as err:
-            # Busy until the cleaner has dropped the data; recent kernels then delete
-            # the qgroup themselves (older ones: btrfs qgroup clear-stale). It has no
-            # limit left to enforce either way: its subvolume is gone for good.
-            if err.errno not in (errno.EBUSY, errno.ENOENT, errno.EINVAL):
-                raise
+        # start a commit without waiting for it, so the cleaner frees the space soon
+        fcntl.ioctl(parent, _BTRFS_IOC_START_SYNC, bytearray(8))
 
 
 # -- project quotas (xfs, ext4) ------------------------------------------------

@@ -19,6 +19,7 @@ and hands it over as a string; the plugin validates it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -369,6 +370,8 @@ def error_class(message: str, status: int = 500) -> type[CargoholdError]:
         return InUse
     if any(w in text for w in ("already exists", "conflict")):
         return Conflict
+    if "option" in text and any(w in text for w in ("unknown", "unsupported", "invalid")):
+        return InvalidArgument
     if any(w in text for w in ("not supported", "not implemented", "unsupported")):
         return NotSupported
     if status == 400 or any(w in text for w in ("invalid", "unknown option", "must ", "bad ")):
@@ -421,15 +424,30 @@ class DockerPluginDriver(VolumeDriver):
 
     def remove(self, name: str, opts: Mapping[str, Any]) -> None:
         self.client.call("VolumeDriver.Remove", {"Name": name}, name)
+        self._held(name).unlink(missing_ok=True)
 
     def mount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> Path:
+        held = self._held(name)
+        if held.exists():
+            # Mounted before a crash of the core: the plugin still counts our
+            # Mount, so another would need two Unmounts (rclone refuses it).
+            with contextlib.suppress(CargoholdError):
+                return self.path(name)
         payload = {"Name": name, "ID": self.plugin_mount_id(name)}
         answer = self.client.call("VolumeDriver.Mount", payload, name)
-        return self._mountpoint(answer, "VolumeDriver.Mount", name)
+        path = self._mountpoint(answer, "VolumeDriver.Mount", name)
+        held.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        held.write_text(str(path))
+        return path
 
     def unmount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> None:
         payload = {"Name": name, "ID": self.plugin_mount_id(name)}
         self.client.call("VolumeDriver.Unmount", payload, name)
+        self._held(name).unlink(missing_ok=True)
+
+    def _held(self, name: str) -> Path:
+        """Marks a Mount this state has sent and not yet undone."""
+        return self.root / "mounted" / name
 
     def plugin_mount_id(self, name: str) -> str:
         """The one mount id this cargohold state uses for ``name`` towards the plugin.

@@ -39,6 +39,7 @@ SPEC_DIRS_ENV = "CARGOHOLD_PLUGIN_SPEC_DIRS"
 #: Private corner of the socket directory: the engine's scan skips it.
 PRIVATE = ".cargohold"
 SOCKET_MODE = 0o660
+MAX_TLS_CONNECTIONS = 128
 MAX_UNIX_PATH = 107
 
 
@@ -286,6 +287,8 @@ class TlsFrontend:
         self.backend = backend
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="tls-frontend", daemon=True)
+        # one thread per connection: a bound keeps a flood from exhausting the process
+        self._slots = threading.BoundedSemaphore(MAX_TLS_CONNECTIONS)
 
     def start(self) -> None:
         self._thread.start()
@@ -305,9 +308,19 @@ class TlsFrontend:
                 if self._closing.is_set():
                     return
                 continue
+            if not self._slots.acquire(blocking=False):
+                log.warning("refusing a TLS connection: %d are open", MAX_TLS_CONNECTIONS)
+                conn.close()
+                continue
             threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
 
     def _relay(self, conn: socket.socket) -> None:
+        try:
+            self._relay_one(conn)
+        finally:
+            self._slots.release()
+
+    def _relay_one(self, conn: socket.socket) -> None:
         conn.settimeout(30)
         try:
             secure = self.context.wrap_socket(conn, server_side=True)

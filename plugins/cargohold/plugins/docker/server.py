@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +17,7 @@ from cargohold.core.cli import emit_json, runtime, table
 from cargohold.core.names import validate_driver_name
 
 if TYPE_CHECKING:
+    from cargohold.plugins.docker.listen import TlsFiles
     from cargohold.plugins.docker.serving import PluginServer
 
 
@@ -142,7 +143,7 @@ def _tls_files(
     ca: Path | None,
     client_cert: Path | None,
     client_key: Path | None,
-) -> Any:
+) -> TlsFiles | None:
     if not any((cert, key, ca, client_cert, client_key)):
         return None
     if cert is None or key is None:

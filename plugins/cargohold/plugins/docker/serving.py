@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from flask import Flask
 from waitress import wasyncore
 from waitress.server import create_server
 
+from cargohold.core.errors import Unavailable
 from cargohold.core.runtime import Runtime
 from cargohold.core.volumes import VolumeService
 from cargohold.plugins.docker import listen, protocol
@@ -71,8 +73,11 @@ class PluginServer:
         self._sockets_dir = self.where.socket_dir or listen.socket_dir()
         self._lock = listen.NameLock(self._sockets_dir, name)
         self._owned: dict[Path, tuple[int, int]] = {}
+        self._sockets: list[socket.socket] = []
         self._map: dict[int, Any] = {}
         self._stopping = threading.Event()
+        #: set when the server cannot answer any more; `serve` then shuts down
+        self.failed = threading.Event()
         self._thread: threading.Thread | None = None
         self._server: Any = None
         self._frontend: listen.TlsFrontend | None = None
@@ -84,6 +89,10 @@ class PluginServer:
             self._listen()
         except BaseException:
             self._remove_files()
+            for sock in self._sockets:
+                sock.close()
+            if self._private is not None:
+                self._private.cleanup()
             self._lock.release()
             raise
         self.health.address = self.url
@@ -97,22 +106,22 @@ class PluginServer:
         # The engine prefers a socket to a spec file: even a TCP plugin must clear one.
         listen.clear_stale_socket(sock_path)
         if where.tcp is None:
-            sock = listen.bind_unix(sock_path)
+            sock = self._keep(listen.bind_unix(sock_path))
             self._own(sock_path)
             self.socket_path = sock_path
             self.url = f"unix://{sock_path}"
         elif where.tls is None:
-            sock = listen.bind_tcp(*where.tcp)
+            sock = self._keep(listen.bind_tcp(*where.tcp))
             host, port = sock.getsockname()[:2]
             self.url = f"tcp://{_advertised(host)}:{port}"
         else:
             context = where.tls.server_context()
-            front = listen.bind_tcp(*where.tcp)
+            front = self._keep(listen.bind_tcp(*where.tcp))
             host, port = front.getsockname()[:2]
             self.url = f"https://{_advertised(host)}:{port}"
             self._private = tempfile.TemporaryDirectory(prefix="cargohold-tls-")
             backend = Path(self._private.name) / "app.sock"
-            sock = listen.bind_private_unix(backend)
+            sock = self._keep(listen.bind_private_unix(backend))
             self._frontend = listen.TlsFrontend(front, context, backend)
         if where.tcp is not None:
             spec_dir = where.spec_dir or listen.spec_dir()
@@ -132,6 +141,10 @@ class PluginServer:
         if self._frontend is not None:
             self._frontend.start()
 
+    def _keep(self, sock: socket.socket) -> socket.socket:
+        self._sockets.append(sock)  # closed here if the start fails half-way
+        return sock
+
     def _own(self, path: Path) -> None:
         self._owned[path] = listen.identity(path)
 
@@ -142,6 +155,7 @@ class PluginServer:
                 wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
         except Exception:
             log.exception("plugin %s: the server loop failed", self.name)
+            self.failed.set()
         finally:
             server.task_dispatcher.shutdown(timeout=5)
             wasyncore.close_all(self._map, ignore_all=True)
@@ -216,7 +230,13 @@ def serve(
         if ready is not None:
             ready(servers)
         while not stop.wait(1.0):
-            pass
+            broken = [s.name for s in servers if s.failed.is_set()]
+            if broken:
+                # a server that cannot answer must not leave its socket for the engine
+                raise Unavailable(
+                    f"plugin {', '.join(broken)} stopped answering (see the log above); "
+                    "its socket is removed: start cargohold serve again"
+                )
     finally:
         for server in reversed(servers):
             server.stop()

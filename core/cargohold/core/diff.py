@@ -1,0 +1,76 @@
+"""A layer diff of two directory trees, as Docker's ``commit`` writes one.
+
+Given the tree below (``lower``, the image) and the tree above (``upper``,
+the container's root), `write_changes` writes a layer tar that, applied on
+``lower``, gives ``upper``: new and changed entries as they are in ``upper``,
+and a ``.wh.<name>`` whiteout for each entry that ``upper`` lacks. Works on
+mounted trees, so it serves every snapshotter alike.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tarfile
+import time
+from pathlib import Path
+
+
+def write_changes(lower: Path, upper: Path, output: Path) -> None:
+    """Write what differs from ``lower`` to ``upper`` as a layer tar at ``output``.
+
+    New and changed entries are added as they are in ``upper``; an entry of
+    ``lower`` missing from ``upper`` becomes a ``.wh.<name>`` whiteout. A
+    directory is descended only where both trees have one, so a replaced
+    directory is written whole.
+    """
+    with tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tar:
+        _diff_dir(tar, lower, upper, "")
+
+
+def _diff_dir(tar: tarfile.TarFile, lower: Path, upper: Path, rel: str) -> None:
+    upper_dir = upper / rel if rel else upper
+    lower_dir = lower / rel if rel else lower
+    upper_names = sorted(os.listdir(upper_dir))
+    lower_names = set(os.listdir(lower_dir)) if lower_dir.is_dir() else set()
+    for name in sorted(lower_names - set(upper_names)):
+        whiteout = tarfile.TarInfo(f"{rel}/.wh.{name}" if rel else f".wh.{name}")
+        whiteout.mtime = int(time.time())
+        tar.addfile(whiteout)
+    for name in upper_names:
+        path = f"{rel}/{name}" if rel else name
+        new = os.lstat(upper / path)
+        old = _lstat_or_none(lower / path) if name in lower_names else None
+        both_dirs = old is not None and stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode)
+        if old is None or _changed(old, new, lower / path, upper / path):
+            tar.add(upper / path, arcname=path, recursive=not both_dirs and old is None)
+            if old is not None and not both_dirs and stat.S_ISDIR(new.st_mode):
+                _add_tree(tar, upper, path)
+        if both_dirs:
+            _diff_dir(tar, lower, upper, path)
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, rel: str) -> None:
+    for name in sorted(os.listdir(root / rel)):
+        tar.add(root / rel / name, arcname=f"{rel}/{name}", recursive=True)
+
+
+def _lstat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _changed(old: os.stat_result, new: os.stat_result, old_path: Path, new_path: Path) -> bool:
+    if stat.S_IFMT(old.st_mode) != stat.S_IFMT(new.st_mode):
+        return True
+    if (old.st_mode, old.st_uid, old.st_gid) != (new.st_mode, new.st_uid, new.st_gid):
+        return True
+    if stat.S_ISDIR(new.st_mode):
+        return False  # entries below are compared one by one
+    if stat.S_ISLNK(new.st_mode):
+        return os.readlink(old_path) != os.readlink(new_path)
+    if stat.S_ISCHR(new.st_mode) or stat.S_ISBLK(new.st_mode):
+        return old.st_rdev != new.st_rdev
+    return old.st_size != new.st_size or old.st_mtime_ns != new.st_mtime_ns

@@ -1,0 +1,75 @@
+"""``cargohold run --rm IMAGE true`` against ``docker run --rm IMAGE true``, same run.
+
+Both start from the command line, as a user would: the docker CLI talking to
+a real dockerd 20.10 (containerd, runc, overlay2), and the ``cargohold``
+command (namespaces, pivot_root, the image's layers in the default
+snapshotter). The same busybox image is in both (``docker save``, then
+``cargohold image load``); both use ``--network none``. Rounds alternate
+between the two so the machine's drift hits both alike. The benchmark times
+cargohold; ``extra_info`` holds both medians (ms) and the ratio
+cargohold / docker (goal: below 1). Nothing is asserted about time.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..containers.conftest import CLI, needs_root
+from ..realdocker import DockerEngine
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.root]
+
+ROUNDS = 15
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    return time.perf_counter() - began
+
+
+def test_run_rm_true_vs_docker(
+    benchmark: Any, docker_engine: DockerEngine, busybox_image: str, tmp_path: Path
+) -> None:
+    needs_root()
+    archive = tmp_path / "image.tar"
+    docker_engine.docker("save", busybox_image, "-o", str(archive))
+    env = {**os.environ, "CARGOHOLD_STATE_DIR": str(tmp_path / "state")}
+    subprocess.run([CLI, "image", "load", "-i", str(archive)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    ours = [CLI, "run", "--rm", "--network", "none", busybox_image, "true"]
+    theirs = ["docker", "run", "--rm", "--network", "none", busybox_image, "true"]
+    for _ in range(2):  # warm both: page cache, unpacked layers, engine caches
+        timed(ours, env)
+        timed(theirs, docker_engine.env)
+    docker_times: list[float] = []
+    cargohold_times: list[float] = []
+
+    def one_round() -> None:
+        docker_times.append(timed(theirs, docker_engine.env))
+        cargohold_times.append(timed(ours, env))
+
+    try:
+        benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    finally:
+        leftover = subprocess.run([CLI, "ps", "-a", "-q"], env=env, capture_output=True,
+                                  text=True)  # fmt: skip
+        for container in leftover.stdout.split():
+            subprocess.run([CLI, "rm", "-f", container], env=env, capture_output=True)
+    ours_ms = statistics.median(cargohold_times) * 1000
+    theirs_ms = statistics.median(docker_times) * 1000
+    info = {
+        "cargohold_run_ms": round(ours_ms, 1),
+        "docker_run_ms": round(theirs_ms, 1),
+        "ratio_cargohold_to_docker": round(ours_ms / theirs_ms, 3),
+    }
+    benchmark.extra_info.update(info)
+    print(f"\nrun --rm true: {info}")
+    assert leftover.stdout == ""  # --rm left no container behind

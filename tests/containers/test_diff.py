@@ -1,0 +1,49 @@
+"""write_changes: the layer a commit writes, on plain directories (no root needed)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+from cargohold.core.diff import write_changes
+
+
+def test_changes_become_entries_and_deletions_whiteouts(tmp_path: Path) -> None:
+    lower = tmp_path / "lower"
+    for rel in ("keep/f", "gone/a", "swap/inner", "dir2file/x", "same"):
+        (lower / rel).parent.mkdir(parents=True, exist_ok=True)
+        (lower / rel).write_text(rel)
+    (lower / "file2dir").write_text("was a file")
+    (lower / "link").symlink_to("same")
+    upper = tmp_path / "upper"
+    shutil.copytree(lower, upper, symlinks=True)  # copy2 keeps mtimes: nothing changed yet
+    shutil.rmtree(upper / "gone")
+    (upper / "keep" / "f").write_text("changed!")
+    (upper / "keep" / "new").write_text("new")
+    shutil.rmtree(upper / "dir2file")
+    (upper / "dir2file").write_text("now a file")
+    (upper / "file2dir").unlink()
+    (upper / "file2dir").mkdir()
+    (upper / "file2dir" / "child").write_text("c")
+    (upper / "link").unlink()
+    (upper / "link").symlink_to("keep/f")
+    os.chmod(upper / "swap" / "inner", 0o600)
+    out = tmp_path / "layer.tar"
+    write_changes(lower, upper, out)
+    with tarfile.open(out) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert set(members) == {
+        ".wh.gone",
+        "keep/f",
+        "keep/new",
+        "dir2file",
+        "file2dir",
+        "file2dir/child",
+        "link",
+        "swap/inner",
+    }
+    assert members["dir2file"].isfile() and members["file2dir"].isdir()
+    assert members["link"].linkname == "keep/f"
+    assert members["swap/inner"].mode == 0o600
