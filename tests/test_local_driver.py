@@ -205,6 +205,30 @@ def test_bind_typed_volume_writes_to_the_directory_and_remove_keeps_it(
 
 
 @pytest.mark.root
+def test_unmounting_an_rbind_volume_leaves_the_sources_mounts_alone(
+    local: Runtime, tmp_path: Path
+) -> None:
+    top = tmp_path / "shared"
+    top.mkdir()
+    mounts.mount("tmpfs", top, "tmpfs", 0, "size=1m")
+    try:
+        mounts.mount("none", top, None, mounts.MS_SHARED)
+        (top / "later").mkdir()
+        opts = {"type": "none", "o": "rbind", "device": str(top)}
+        local.volumes.create("rb", "local", opts)
+        path = local.volumes.mount("rb", "c1")
+        mounts.mount("tmpfs", top / "later", "tmpfs", 0, "size=1m")  # after the volume's mount
+        assert mount_entry(path / "later") is not None  # a shared source passes it on
+        (top / "later" / "f").write_text("the user's mount")
+        local.volumes.unmount("rb", "c1")
+        assert mount_entry(path) is None
+        assert (top / "later" / "f").read_text() == "the user's mount"
+    finally:
+        for entry in mounts.mounts_under(tmp_path):
+            mounts.umount(entry.target, detach=True)
+
+
+@pytest.mark.root
 def test_bind_typed_volume_read_only(local: Runtime, tmp_path: Path) -> None:
     source = tmp_path / "ro-src"
     source.mkdir()

@@ -42,8 +42,9 @@ def test_run_rm_true_vs_docker(
     archive = tmp_path / "image.tar"
     docker_engine.docker("save", busybox_image, "-o", str(archive))
     env = {**os.environ, "CARGOHOLD_STATE_DIR": str(tmp_path / "state")}
-    subprocess.run([CLI, "image", "load", "-i", str(archive)], env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [CLI, "image", "load", "-i", str(archive)], env=env, check=True, capture_output=True
+    )
     ours = [CLI, "run", "--rm", "--network", "none", busybox_image, "true"]
     theirs = ["docker", "run", "--rm", "--network", "none", busybox_image, "true"]
     for _ in range(2):  # warm both: page cache, unpacked layers, engine caches
@@ -59,8 +60,7 @@ def test_run_rm_true_vs_docker(
     try:
         benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
     finally:
-        leftover = subprocess.run([CLI, "ps", "-a", "-q"], env=env, capture_output=True,
-                                  text=True)  # fmt: skip
+        leftover = subprocess.run([CLI, "ps", "-a", "-q"], env=env, capture_output=True, text=True)
         for container in leftover.stdout.split():
             subprocess.run([CLI, "rm", "-f", container], env=env, capture_output=True)
     ours_ms = statistics.median(cargohold_times) * 1000

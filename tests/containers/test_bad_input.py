@@ -32,8 +32,9 @@ def everything(rt: Runtime) -> dict[str, Any]:
 @pytest.fixture
 def existing(rt: Runtime) -> str:
     """A container named ``taken`` holding volume ``busy``, so there is state to keep."""
-    container = rt.containers.create(IMAGE, ["true"], name="taken",
-                                     mounts=parse_all(volumes=["busy:/b"]))  # fmt: skip
+    container = rt.containers.create(
+        IMAGE, ["true"], name="taken", mounts=parse_all(volumes=["busy:/b"])
+    )
     return container.id
 
 
@@ -61,11 +62,12 @@ def test_failed_creates_leave_nothing(rt: Runtime, existing: str, tmp_path: Path
                 "mounts": ["type=volume,source=busy,target=/c,volume-driver=bind"],
             },
             "exists with driver local, not bind",
-        ),  # fmt: skip
+        ),
     ]
     for case, message in cases:
-        specs = parse_all(case.get("volumes", ()), case.get("mounts", ()), (),
-                          case.get("volumes_from", ()))  # fmt: skip
+        specs = parse_all(
+            case.get("volumes", ()), case.get("mounts", ()), (), case.get("volumes_from", ())
+        )
         with pytest.raises(CargoholdError) as raised:
             rt.containers.create(
                 case.get("image", IMAGE),

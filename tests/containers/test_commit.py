@@ -21,8 +21,16 @@ def test_commit_keeps_additions_changes_and_deletions(rt: Runtime) -> None:
     )
     container = service.create(IMAGE, ["sh", "-c", script], env=["FROM_CONTAINER=1"])
     assert service.supervise(container.id) == 0
-    done = cli(rt.state_dir, "commit", "-m", "my change", "-c", "CMD [\"cat\", \"/added\"]",
-               container.id, "committed:1")  # fmt: skip
+    done = cli(
+        rt.state_dir,
+        "commit",
+        "-m",
+        "my change",
+        "-c",
+        'CMD ["cat", "/added"]',
+        container.id,
+        "committed:1",
+    )
     assert done.returncode == 0, done.stderr
     image = rt.images.get("committed:1")
     assert done.stdout.strip() == image.id
@@ -35,8 +43,14 @@ def test_commit_keeps_additions_changes_and_deletions(rt: Runtime) -> None:
     assert {"seed/.wh.from-image", "bin/.wh.stat", "added", "etc/group", "deep/dir/f"} <= names
     assert "bin/busybox" not in names  # unchanged files stay in the layer below
     # and a container of the new image sees exactly that
-    check = service.create("committed:1", ["sh", "-c",
-        "ls -A /seed; cat /added /etc/group /deep/dir/f; test -e /bin/stat || echo gone"])  # fmt: skip
+    check = service.create(
+        "committed:1",
+        [
+            "sh",
+            "-c",
+            "ls -A /seed; cat /added /etc/group /deep/dir/f; test -e /bin/stat || echo gone",
+        ],
+    )
     assert service.supervise(check.id) == 0
     out = b"".join(d for s, d in service.logs(check.id) if s == "stdout").decode()
     assert out == "new\nchanged\nx\ngone\n"

@@ -67,19 +67,27 @@ def test_named_volume_output_matches_docker(
     docker_engine.docker("volume", "create", name)
     try:
         docker_engine.docker(
-            "run", "--rm", "--network", "none", "-v", f"{name}:/data", busybox_image, "sh", "-c",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            f"{name}:/data",
+            busybox_image,
+            "sh",
+            "-c",
             SCRIPT,
-        )  # fmt: skip
-        inspected = docker_engine.docker(
-            "volume", "inspect", "--format", "{{.Mountpoint}}", name
         )
+        inspected = docker_engine.docker("volume", "inspect", "--format", "{{.Mountpoint}}", name)
         theirs = tree(Path(inspected.stdout.strip()))
     finally:
         docker_engine.docker("volume", "rm", "-f", name, check=False)
     container = rt.containers.create(
-        busybox_image, ["sh", "-c", SCRIPT], mounts=parse_all(volumes=[f"{name}:/data"]),
+        busybox_image,
+        ["sh", "-c", SCRIPT],
+        mounts=parse_all(volumes=[f"{name}:/data"]),
         autoremove=True,
-    )  # fmt: skip
+    )
     assert rt.containers.supervise(container.id) == 0
     ours = tree(Path(rt.volumes.get(name).mountpoint))
     assert ours == theirs

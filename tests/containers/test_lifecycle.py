@@ -76,8 +76,9 @@ def test_detached_logs_stop_and_wait(rt: Runtime) -> None:
     service = rt.containers
     stubborn = service.create(IMAGE, ["sh", "-c", "echo started; sleep 100"])
     service.start(stubborn.id)
-    polite = service.create(IMAGE, ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo up; "
-                                    "while true; do sleep 0.1; done"])  # fmt: skip
+    polite = service.create(
+        IMAGE, ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo up; while true; do sleep 0.1; done"]
+    )
     service.start(polite.id)
     quick = service.create(IMAGE, ["sh", "-c", "sleep 0.2; exit 4"])
     service.start(quick.id)

@@ -20,8 +20,9 @@ def output(rt: Runtime, container_id: str) -> str:
 
 def test_a_stopped_container_holds_its_volumes_until_removed(rt: Runtime) -> None:
     service = rt.containers
-    container = service.create(IMAGE, ["sh", "-c", "echo kept > /data/f"], mounts=parse_all(
-        volumes=["keep:/data"]))  # fmt: skip
+    container = service.create(
+        IMAGE, ["sh", "-c", "echo kept > /data/f"], mounts=parse_all(volumes=["keep:/data"])
+    )
     assert service.supervise(container.id) == 0
     volume = rt.volumes.get("keep")
     assert volume.ref_count == 0  # not mounted any more...
@@ -42,8 +43,9 @@ def test_anonymous_volumes_prefilled_from_the_image_and_removed_by_rm_v(rt: Runt
     assert service.supervise(seeded.id) == 0 and output(rt, seeded.id) == "seeded\n"
     (anon,) = [m.source for m in service.get(seeded.id).mounts]
     assert rt.volumes.get(anon).anonymous
-    nocopy = service.create(IMAGE, ["ls", "-A", "/seed"], mounts=parse_all(
-        volumes=["/seed:nocopy", "/empty"]))  # fmt: skip
+    nocopy = service.create(
+        IMAGE, ["ls", "-A", "/seed"], mounts=parse_all(volumes=["/seed:nocopy", "/empty"])
+    )
     assert service.supervise(nocopy.id) == 0 and output(rt, nocopy.id) == ""
     names = [m.source for m in service.get(nocopy.id).mounts]
     assert len(names) == 2 and all(len(n) == 64 for n in names)
@@ -60,14 +62,23 @@ def test_volumes_from_takes_every_mount_and_can_make_them_read_only(
     service = rt.containers
     host = tmp_path / "bound"
     host.mkdir()
-    data = service.create(IMAGE, ["sh", "-c", "echo shared > /named/f; echo anon > /anon/f"],
-                          name="datac", mounts=parse_all(
-        volumes=["vfrom:/named", "/anon", f"{host}:/bound"], tmpfs=["/scratch"]))  # fmt: skip
+    data = service.create(
+        IMAGE,
+        ["sh", "-c", "echo shared > /named/f; echo anon > /anon/f"],
+        name="datac",
+        mounts=parse_all(volumes=["vfrom:/named", "/anon", f"{host}:/bound"], tmpfs=["/scratch"]),
+    )
     assert service.supervise(data.id) == 0
-    reader = service.create(IMAGE, ["sh", "-c",
-        "cat /named/f /anon/f; ls /bound >/dev/null && echo bound; "
-        "test -e /scratch || echo no-tmpfs; touch /named/g 2>/dev/null || echo read-only"],
-        mounts=parse_all(volumes_from=["datac:ro"]))  # fmt: skip
+    reader = service.create(
+        IMAGE,
+        [
+            "sh",
+            "-c",
+            "cat /named/f /anon/f; ls /bound >/dev/null && echo bound; "
+            "test -e /scratch || echo no-tmpfs; touch /named/g 2>/dev/null || echo read-only",
+        ],
+        mounts=parse_all(volumes_from=["datac:ro"]),
+    )
     assert service.supervise(reader.id) == 0
     assert output(rt, reader.id).splitlines() == [
         "shared",
@@ -76,8 +87,9 @@ def test_volumes_from_takes_every_mount_and_can_make_them_read_only(
         "no-tmpfs",  # as Docker: tmpfs mounts are not shared
         "read-only",
     ]
-    writer = service.create(IMAGE, ["sh", "-c", "echo more >> /named/f"],
-                            mounts=parse_all(volumes_from=["datac"]))  # fmt: skip
+    writer = service.create(
+        IMAGE, ["sh", "-c", "echo more >> /named/f"], mounts=parse_all(volumes_from=["datac"])
+    )
     assert service.supervise(writer.id) == 0
     # removing the data container with -v keeps its anonymous volume: others hold it
     anon = next(m.source for m in data.mounts if m.target == "/anon")
@@ -90,9 +102,21 @@ def test_volumes_from_takes_every_mount_and_can_make_them_read_only(
 
 def test_cli_flags_reach_the_mounts(rt: Runtime, tmp_path: Path) -> None:
     src = tmp_path / "src"
-    done = cli(rt.state_dir, "run", "--rm", "-v", f"{src}:/src", "--mount",
-               "type=volume,source=clivol,target=/v,volume-label=team=a",
-               "--tmpfs", "/t", IMAGE, "sh", "-c", "echo hi > /src/f; echo v > /v/f")  # fmt: skip
+    done = cli(
+        rt.state_dir,
+        "run",
+        "--rm",
+        "-v",
+        f"{src}:/src",
+        "--mount",
+        "type=volume,source=clivol,target=/v,volume-label=team=a",
+        "--tmpfs",
+        "/t",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi > /src/f; echo v > /v/f",
+    )
     assert done.returncode == 0, done.stderr
     assert (src / "f").read_text() == "hi\n"  # -v made the missing host directory
     assert rt.volumes.get("clivol").labels == {"team": "a"}

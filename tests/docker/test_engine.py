@@ -217,6 +217,21 @@ def test_volume_inspect_ls_rm(
         assert engine.docker("volume", "inspect", vol, check=False).returncode != 0
 
 
+def test_a_volume_made_with_cargohold_is_one_docker_can_use(
+    engine: DockerEngine, busybox_image: str, plugin: EnginePlugin
+) -> None:
+    vol = volume_name()
+    with cleanup(engine, [vol], []):
+        # the served plugin and the command line share one state directory
+        with Runtime(plugin.state_dir) as runtime:
+            runtime.volumes.create(vol, "local")
+            (plugin.data_root / vol / "_data" / "made-here").write_text("by cargohold\n")
+        listed = engine.docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}").stdout
+        assert f"{plugin.name} {vol}" in listed.splitlines()
+        out = engine.docker(*RUN, "-v", f"{vol}:/data", busybox_image, "cat", "/data/made-here")
+        assert out.stdout == "by cargohold\n"
+
+
 def test_rm_is_refused_while_a_container_uses_the_volume(
     engine: DockerEngine, busybox_image: str, plugin: EnginePlugin
 ) -> None:

@@ -12,12 +12,14 @@ import ssl
 import stat
 import subprocess
 import threading
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cargohold.core import Conflict, Runtime
+from cargohold.core import Conflict, DriverVolume, NotFound, Runtime, VolumeDriver, hookimpl
 from cargohold.plugins.docker.listen import TlsFiles
 from cargohold.plugins.docker.serving import ListenOn, PluginServer
 
@@ -156,6 +158,62 @@ def test_parallel_mounts_and_unmounts_leave_no_reference(served: Served) -> None
     assert not errors
     assert served.runtime.volumes.get("busy").refs == {}
     served.client.call("VolumeDriver.Remove", {"Name": "busy"})
+
+
+class _SharedDirs(VolumeDriver):
+    """A third party's driver, as small as they come: a global-scope directory per volume."""
+
+    name = "shareddirs"
+    scope = "global"
+
+    def create(self, name: str, opts: Mapping[str, Any]) -> None:
+        (self.root / name).mkdir(exist_ok=True)
+
+    def remove(self, name: str, opts: Mapping[str, Any]) -> None:
+        (self.root / name).rmdir()
+
+    def mount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> Path:
+        return self.root / name
+
+    def unmount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> None:
+        pass
+
+    def get(self, name: str) -> DriverVolume:
+        if not (self.root / name).is_dir():
+            raise NotFound(f"no such volume: {name}")
+        return DriverVolume(name, self.root / name, {"kind": "shared"})
+
+    def list(self) -> list[DriverVolume]:
+        return [DriverVolume(p.name, p) for p in self.root.iterdir()]
+
+
+class _ThirdParty:
+    @hookimpl
+    def cargohold_volume_drivers(self) -> list[type[VolumeDriver]]:
+        return [_SharedDirs]
+
+
+def test_any_driver_the_registry_builds_can_be_served(short_dir: Path) -> None:
+    with Runtime(short_dir / "state", plugins=[_ThirdParty()]) as runtime:
+        server = PluginServer(
+            runtime.volumes, "shareddirs", unique_name(), ListenOn(socket_dir=short_dir / "p")
+        )
+        server.start()
+        assert server.socket_path is not None
+        client = PluginClient(server.socket_path)
+        try:
+            capabilities = client.call("VolumeDriver.Capabilities", {})
+            assert capabilities == {"Capabilities": {"Scope": "global"}}
+            client.call("VolumeDriver.Create", {"Name": "team"})
+            volume = client.call("VolumeDriver.Get", {"Name": "team"})["Volume"]
+            assert volume["Status"] == {"kind": "shared"}
+            path = client.call("VolumeDriver.Mount", {"Name": "team", "ID": ID_A})["Mountpoint"]
+            assert Path(path) == runtime.state_dir / "drivers" / "shareddirs" / "team"
+            client.call("VolumeDriver.Unmount", {"Name": "team", "ID": ID_A})
+            client.call("VolumeDriver.Remove", {"Name": "team"})
+        finally:
+            client.close()
+            server.stop()
 
 
 # -- bad input -----------------------------------------------------------------------

@@ -24,8 +24,10 @@ def test_docker_version_and_volume_lifecycle(daemon: Daemon, rt: Runtime) -> Non
     version = json.loads(ok(daemon.docker("version", "--format", "{{json .Server}}")))
     assert version["ApiVersion"] == "1.45" and version["Os"] == "linux"
     assert ok(daemon.docker("volume", "create", "--label", "team=a", "v1")) == "v1\n"
-    assert ok(daemon.docker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs",
-                            "v2")) == "v2\n"  # fmt: skip
+    assert (
+        ok(daemon.docker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "v2"))
+        == "v2\n"
+    )
     generated = ok(daemon.docker("volume", "create")).strip()
     assert len(generated) == 64
     assert rt.volumes.get("v1").labels == {"team": "a"}  # it is cargohold's volume
@@ -48,8 +50,9 @@ def test_docker_version_and_volume_lifecycle(daemon: Daemon, rt: Runtime) -> Non
 
 
 def test_volumes_used_by_containers_are_kept(daemon: Daemon, rt: Runtime) -> None:
-    container = rt.containers.create(IMAGE, ["true"], name="user1",
-                                     mounts=parse_all(volumes=["held:/d", "/anon"]))  # fmt: skip
+    container = rt.containers.create(
+        IMAGE, ["true"], name="user1", mounts=parse_all(volumes=["held:/d", "/anon"])
+    )
     anon = next(m.source for m in container.mounts if m.target == "/anon")
     ok(daemon.docker("volume", "create", "free"))
     ok(daemon.docker("volume", "create", "--label", "keep=1", "free2"))
@@ -97,6 +100,8 @@ def test_engine_api_protocol_details(daemon: Daemon) -> None:
     status, _, body = daemon.request("POST", "/v1.45/volumes/create", b'{"Name": "fine"}')
     assert status == 201 and json.loads(body)["Name"] == "fine"
     status, _, body = daemon.request("GET", "/volumes")
-    assert json.loads(body) == {"Volumes": [json.loads(daemon.request("GET", "/volumes/fine")[2])],
-                                "Warnings": None}  # fmt: skip
+    assert json.loads(body) == {
+        "Volumes": [json.loads(daemon.request("GET", "/volumes/fine")[2])],
+        "Warnings": None,
+    }
     assert daemon.request("DELETE", "/volumes/fine")[0] == 204

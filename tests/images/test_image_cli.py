@@ -48,6 +48,7 @@ def test_load_ls_inspect_save_rm(tmp_path: Path) -> None:
     assert listing[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
     assert sorted(line.split()[:2] for line in listing[1:]) == [["web", "1"], ["web", "latest"]]
     image_id = json.loads(run(state, "image", "inspect", "web:1").stdout)[0]["Id"]
+    assert run(state, "images").stdout == run(state, "image", "ls").stdout  # docker's spelling
     assert run(state, "image", "ls", "-q").stdout.split() == [image_id[7:19]]
 
     inspected = json.loads(run(state, "image", "inspect", "web").stdout)[0]

@@ -34,7 +34,7 @@ def test_the_probe_prefers_btrfs_then_overlay(
 def test_unusable_and_unknown_snapshotters_say_why(runtime: Runtime) -> None:
     with pytest.raises(NotSupported, match="not on a btrfs filesystem"):
         runtime.snapshotters.get("btrfs")
-    with pytest.raises(NotFound, match="no snapshotter named .zfs.; installed: .*overlay"):
+    with pytest.raises(NotFound, match=r"no snapshotter named .zfs.; installed: .*overlay"):
         runtime.snapshotters.get("zfs")
 
 

@@ -13,6 +13,11 @@ Options that depend on the test (a temporary directory, a server's address)
 come from overriding the ``volume_options`` fixture instead. A driver that is
 not a class in your hands (one found at run time) comes from overriding the
 ``driver_plugin`` fixture with a plugin object, and setting ``driver_name``.
+Two flags describe drivers whose data behaves differently: ``remove_deletes_data
+= False`` (the data outlives the volume, as a bind volume's directory; by
+default the driver's own `VolumeDriver.removes_data`) and
+``keeps_data_unmounted = False`` (the data lives only while mounted, as tmpfs).
+A check that does not fit a driver can be overridden like any test method.
 
 Each test builds a `Runtime` on a temporary state directory, loading only
 cargohold's own plugins and yours, and checks the contract both through the
@@ -31,7 +36,9 @@ import contextlib
 import functools
 import os
 import secrets
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -62,6 +69,10 @@ class DriverCalls:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        #: changing calls that began while another was running for the same volume
+        self.overlaps: list[tuple[str, str]] = []
+        self._running: dict[str, int] = {}
+        self._guard = threading.Lock()
 
     def wrap(self, driver: VolumeDriver) -> None:
         for method in _COUNTED:
@@ -71,8 +82,18 @@ class DriverCalls:
     def _recorder(self, method: str, original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def record(*args: Any) -> Any:
-            self.calls.append((method, args))
-            return original(*args)
+            # reads (get, list) may run unlocked; calls that change a volume may not overlap
+            volume = str(args[0]) if args and method not in ("get", "list") else ""
+            with self._guard:
+                self.calls.append((method, args))
+                if volume and self._running.get(volume):
+                    self.overlaps.append((method, volume))
+                self._running[volume] = self._running.get(volume, 0) + 1
+            try:
+                return original(*args)
+            finally:
+                with self._guard:
+                    self._running[volume] -= 1  # "" counts the reads, never checked
 
         return record
 
@@ -463,6 +484,22 @@ class VolumeDriverConformance:
         assert (two / "f").read_text() == "second"
         harness.volumes.unmount(second, user)
         assert harness.calls.count("unmount", second) == 1
+
+    def test_concurrent_users_share_one_driver_mount(
+        self, harness: Harness, volume_options: dict[str, str]
+    ) -> None:
+        """Containers starting at once: one driver mount, one unmount, never two calls at once."""
+        name = new_name()
+        harness.create(name, volume_options)
+        users = [new_mount_id() for _ in range(8)]
+        with ThreadPoolExecutor(max_workers=len(users)) as pool:
+            paths = set(pool.map(lambda user: harness.volumes.mount(name, user), users))
+            assert len(paths) == 1
+            assert harness.calls.count("mount", name) == 1
+            list(pool.map(lambda user: harness.volumes.unmount(name, user), users))
+        assert harness.calls.count("unmount", name) == 1
+        assert harness.calls.overlaps == []
+        assert harness.volumes.get(name).refs == {}
 
     def test_unmount_of_an_unknown_id_is_harmless(
         self, harness: Harness, volume_options: dict[str, str]

@@ -147,15 +147,26 @@ def unmount_all(target: str | Path) -> None:
     """Unmount everything stacked on ``target``; nothing mounted is no error.
 
     A busy mount is detached (gone from the tree now, released when its last
-    user goes), so a caller may delete the directory underneath safely.
+    user goes), so a caller may delete the directory underneath safely. Each
+    mount is made private first (`make_private`).
     """
     while is_mountpoint(target):
+        make_private(target)
         try:
             umount(target)
         except OSError as err:
             if err.errno != errno.EBUSY:
                 raise
             umount(target, detach=True)
+
+
+def make_private(target: str | Path) -> None:
+    """Take the mount on ``target`` and those below it out of their peer groups.
+
+    Done before an unmount: unmounting a shared mount's submounts would also
+    unmount their copies in its peers, such as the directory it was bound from.
+    """
+    mount("none", target, None, MS_PRIVATE | MS_REC)
 
 
 # mount(8) option words that are flags, not filesystem data

@@ -106,6 +106,7 @@ def spawn(spec: ProcessSpec, stdout: int, stderr: int) -> int:
         os.close(read_end)
         code = EXIT_RUNTIME
         try:
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # no -i: stdin is empty, as Docker's
             os.dup2(stdout, 1)
             os.dup2(stderr, 2)
             _sys(_libc.unshare(flags), "unshare of the container namespaces")
@@ -167,7 +168,8 @@ def _enter(spec: ProcessSpec, report_fd: int) -> int:
     os.chdir(spec.workdir or "/")
     os.closerange(3, report_fd)
     os.closerange(report_fd + 1, 65536)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGCHLD):
+    # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     _exec(list(spec.args), env)

@@ -147,14 +147,8 @@ def _source(name: str, opts: Mapping[str, Any]) -> Path:
 
 
 def _release(data: Path) -> None:
-    """Unmount the volume without touching the source's own mounts.
-
-    Made private first: unmounting a shared mount would unmount its submounts'
-    copies under the source as well.
-    """
-    if mounts.is_mountpoint(data):
-        mounts.mount("none", data, None, mounts.PROPAGATION["rprivate"])
-        mounts.unmount_all(data)
+    """Unmount the volume without touching the source's own mounts (see `mounts.make_private`)."""
+    mounts.unmount_all(data)
 
 
 def _check_propagation(name: str, source: Path, propagation: str | None) -> None:

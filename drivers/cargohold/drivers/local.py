@@ -116,6 +116,10 @@ class LocalDriver(VolumeDriver):
         if not (_typed(opts) and mounts.is_mountpoint(data)):
             return
         try:
+            mounts.make_private(data)  # so the unmount stays ours (see make_private)
+            for inner in mounts.mounts_under(data):  # mounts that came in with rbind
+                if inner.target != os.path.realpath(data):
+                    mounts.umount(inner.target, detach=True)
             mounts.umount(data)
         except OSError as err:
             if err.errno == errno.EBUSY:

@@ -8,6 +8,7 @@ import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -41,7 +42,7 @@ def driver_ls(fmt: str) -> None:
     )
 
 
-def _describe(cls: type[VolumeDriver]) -> dict[str, object]:
+def _describe(cls: type[VolumeDriver]) -> dict[str, Any]:
     caps = cls.capabilities
     return {
         "name": cls.name,

@@ -16,6 +16,18 @@ from cargohold.core.images import Image
 @hookimpl
 def cargohold_cli(group: click.Group) -> None:
     group.add_command(image)
+    # docker's top-level spellings, where no other plugin took the name
+    aliases = {
+        "images": image_ls,
+        "load": image_load,
+        "import": image_import,
+        "rmi": image_rm,
+        "save": image_save,
+        "tag": image_tag,
+    }
+    for name, command in aliases.items():
+        if name not in group.commands:
+            group.add_command(command, name)
 
 
 @click.group()
