@@ -18,6 +18,16 @@ class TestOverlay(SnapshotterConformance):
     driver_class = OverlaySnapshotter
 
 
+class TestOverlayFsconfig(SnapshotterConformance):
+    """Deep overlays through fsconfig("lowerdir+"), layer by layer (past ~200 layers)."""
+
+    driver_class = OverlaySnapshotter
+
+    @pytest.fixture(autouse=True)
+    def no_shared_dir_fd(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(snapshots, "USE_SHARED_DIR_FD", False)
+
+
 class TestOverlayOldKernelPath(SnapshotterConformance):
     """Deep overlays without fsconfig("lowerdir+"), as on kernels before 6.8."""
 
@@ -25,6 +35,7 @@ class TestOverlayOldKernelPath(SnapshotterConformance):
 
     @pytest.fixture(autouse=True)
     def no_new_mount_api(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(snapshots, "USE_SHARED_DIR_FD", False)
         monkeypatch.setattr(snapshots, "USE_NEW_MOUNT_API", False)
 
 

@@ -139,8 +139,10 @@ def is_mountpoint(path: str | Path) -> bool:
     Read from the mount table: `os.path.ismount` misses a bind mount of a
     directory from the same filesystem, and mistakes a btrfs subvolume for a mount.
     """
-    target = os.path.realpath(path)
-    return any(entry.target == target for entry in mount_table())
+    target = _escape(os.path.realpath(path))
+    with open("/proc/self/mountinfo", "rb") as table:
+        # the fifth field of each line is the mount point, escaped as the kernel does
+        return any(line.split(b" ", 5)[4] == target for line in table)
 
 
 def unmount_all(target: str | Path) -> None:
@@ -229,6 +231,13 @@ class MountEntry:
 
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _escape(path: str) -> bytes:
+    raw = os.fsencode(path)
+    for char in b"\\ \t\n":  # backslash first: the others add backslashes
+        raw = raw.replace(bytes([char]), b"\\%03o" % char)
+    return raw
 
 
 def _unescape(field: str) -> str:

@@ -1,8 +1,7 @@
 """The ``memo`` volume driver: a directory per volume, with a note that travels with it.
 
-``cargohold volume create -d memo -o note="build cache" v1`` writes the note to
-``MEMO`` inside the volume, and ``inspect`` shows it under ``Status``.
-"""
+``volume create -d memo -o note="build cache" v1`` writes the note to ``MEMO`` in
+the volume; ``inspect`` shows it under ``Status``."""
 
 from __future__ import annotations
 
@@ -18,25 +17,26 @@ class MemoDriver(VolumeDriver):
     name = "memo"
     options = (Option("note", default="", help="a line kept in the volume's MEMO file"),)
 
+    def _existing(self, name: str) -> Path:
+        if not (self.root / name).is_dir():
+            raise NotFound(f"no such volume: {name}")
+        return self.root / name
+
     def create(self, name: str, opts: Mapping[str, Any]) -> None:
         (self.root / name).mkdir(exist_ok=True)
         (self.root / name / "MEMO").write_text(f"{opts.get('note', '')}\n")
 
     def remove(self, name: str, opts: Mapping[str, Any]) -> None:
-        self.get(name)  # NotFound when it does not exist, as the contract asks
-        shutil.rmtree(self.root / name)
+        shutil.rmtree(self._existing(name))  # NotFound if missing, as the contract asks
 
     def mount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> Path:
-        self.get(name)
-        return self.root / name  # a plain directory: nothing to set up
+        return self._existing(name)  # a plain directory: nothing to set up
 
     def unmount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> None:
         pass
 
     def get(self, name: str) -> DriverVolume:
-        path = self.root / name
-        if not path.is_dir():
-            raise NotFound(f"no such volume: {name}")
+        path = self._existing(name)
         memo = path / "MEMO"
         return DriverVolume(name, path, {"memo": memo.read_text().strip() if memo.exists() else ""})
 
