@@ -152,6 +152,17 @@ def test_plugin_options_reach_create(start_mini: object) -> None:
     assert json.loads(first.body)["Opts"] == {"remote": "/x", "ro": ""}
 
 
+def test_a_tcp_plugin_is_checked_by_url(tmp_path: Path) -> None:
+    plugin = MiniPlugin(tmp_path / "tcp")
+    port = plugin.serve_tcp()
+    try:
+        result = check(f"tcp://127.0.0.1:{port}")
+    finally:
+        plugin.stop()
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.startswith(f"plugin 127.0.0.1 at tcp://127.0.0.1:{port}\n")
+
+
 def test_an_unreachable_plugin_fails_activation_and_runs_nothing_else(socket_dir: Path) -> None:
     path = socket_dir / "dead.sock"
     stale = socket.socket(socket.AF_UNIX)

@@ -267,12 +267,14 @@ def _mount_overlay_shared_fd(m: Mount, target: str | Path, flags: int) -> bool:
         def short(path: str) -> str:
             return prefix + path[len(common) :] if common != "/" else prefix + path
 
-        rewritten = [
-            f"{key}={':'.join(short(p) for p in paths[key].split(':'))}" if key in paths else opt
-            for opt in m.options
-            for key in [opt.partition("=")[0]]
-            if opt not in _FLAGS
-        ]
+        rewritten = []
+        for opt in m.options:
+            if opt in _FLAGS:
+                continue
+            key, _, value = opt.partition("=")
+            if key in paths:
+                opt = f"{key}={':'.join(short(p) for p in value.split(':'))}"
+            rewritten.append(opt)
         data = ",".join(rewritten)
         if len(data.encode()) > MOUNT_DATA_LIMIT:
             return False
