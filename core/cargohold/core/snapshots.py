@@ -259,13 +259,17 @@ def _mount_overlay_shared_fd(m: Mount, target: str | Path, flags: int) -> bool:
     every = [p for value in paths.values() for p in value.split(":")]
     if not every or not all(p.startswith("/") for p in every):
         return False
-    common = os.path.commonpath(every)
+    # string prefix (cheap: compares only the least and greatest path), cut at a "/"
+    prefix_text = os.path.commonprefix(every)
+    common = prefix_text[: prefix_text.rfind("/")] or "/"
     fd = os.open(common, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         prefix = f"/proc/self/fd/{fd}"
 
+        cut = len(common) if common != "/" else 0
+
         def short(path: str) -> str:
-            return prefix + path[len(common) :] if common != "/" else prefix + path
+            return prefix + path[cut:]
 
         rewritten = []
         for opt in m.options:

@@ -183,15 +183,12 @@ class Store:
                 db.execute("UPDATE volumes SET mountpoint = NULL WHERE name = ?", (name,))
             return total
 
-
     # -- holds -------------------------------------------------------------
 
     def add_hold(self, name: str, holder: str) -> None:
         """Record that ``holder`` uses ``name`` (idempotent)."""
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO holds (volume, holder) VALUES (?, ?)", (name, holder)
-            )
+            db.execute("INSERT OR IGNORE INTO holds (volume, holder) VALUES (?, ?)", (name, holder))
 
     def drop_hold(self, name: str, holder: str) -> None:
         """Forget that ``holder`` uses ``name``; an unknown holder changes nothing."""
