@@ -92,3 +92,40 @@ def test_named_volume_output_matches_docker(
     ours = tree(Path(rt.volumes.get(name).mountpoint))
     assert ours == theirs
     assert ours["pid"][4] == "1\n" and ours["empty"][2:4] == (1234, 5678)
+
+
+def test_volume_prefill_from_the_image_matches_docker(
+    docker_engine: DockerEngine, busybox_image: str, rt: Runtime, tmp_path: Path
+) -> None:
+    """An image with ``VOLUME /seed`` and files there: both fill an empty volume alike."""
+    builder = f"xbuild-{secrets.token_hex(4)}"
+    tag = f"cargohold-prefill:{secrets.token_hex(4)}"
+    setup = "mkdir -p /seed/sub && echo one > /seed/sub/f && chmod 751 /seed && chown 7:8 /seed/sub"
+    docker_engine.docker(
+        "run", "--name", builder, "--network", "none", busybox_image, "sh", "-c", setup
+    )
+    names = [f"xprefill-{secrets.token_hex(4)}" for _ in range(2)]
+    try:
+        docker_engine.docker("commit", "--change", "VOLUME /seed", builder, tag)
+        archive = tmp_path / "prefill.tar"
+        docker_engine.docker("save", tag, "-o", str(archive))
+        rt.images.load(archive)
+        docker_engine.docker(
+            "run", "--rm", "--network", "none", "-v", f"{names[0]}:/seed", tag, "true"
+        )
+        where = docker_engine.docker("volume", "inspect", "--format", "{{.Mountpoint}}", names[0])
+        theirs = tree(Path(where.stdout.strip()))
+        theirs_root = Path(where.stdout.strip()).stat()
+    finally:
+        docker_engine.docker("rm", "-f", builder, check=False)
+        docker_engine.docker("volume", "rm", "-f", names[0], check=False)
+        docker_engine.docker("rmi", "-f", tag, check=False)
+    container = rt.containers.create(
+        tag, ["true"], mounts=parse_all(volumes=[f"{names[1]}:/seed"]), autoremove=True
+    )
+    assert rt.containers.supervise(container.id) == 0
+    ours_path = Path(rt.volumes.get(names[1]).mountpoint)
+    assert tree(ours_path) == theirs
+    assert theirs["sub/f"][4] == "one\n" and theirs["sub"][2:4] == (7, 8)
+    ours_root = ours_path.stat()
+    assert (ours_root.st_mode, ours_root.st_uid) == (theirs_root.st_mode, theirs_root.st_uid)

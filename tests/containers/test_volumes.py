@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,38 @@ def test_cli_flags_reach_the_mounts(rt: Runtime, tmp_path: Path) -> None:
     assert rt.volumes.get("clivol").labels == {"team": "a"}
     assert rt.volumes.get("clivol").ref_count == 0  # --rm released everything
     rt.volumes.remove("clivol")
+
+
+def test_any_driver_through_mount_options_mounted_only_while_running(
+    rt: Runtime, tmp_path: Path
+) -> None:
+    service = rt.containers
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    specs = parse_all(
+        mounts=[
+            f"type=volume,source=bound,target=/b,volume-driver=bind,volume-opt=source={shared}",
+            "type=volume,source=ram,target=/r,volume-opt=type=tmpfs,volume-opt=device=tmpfs",
+        ]
+    )
+    container = service.create(
+        IMAGE, ["sh", "-c", "echo via-driver > /b/f; echo ram > /r/f; sleep 100"], mounts=specs
+    )
+    assert rt.volumes.get("bound").driver == "bind"
+    service.start(container.id)
+    ram = Path(rt.volumes.get("ram").mountpoint)
+    deadline = time.monotonic() + 10
+    while not (shared / "f").exists():  # the driver's data, written from inside
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert rt.volumes.get("ram").ref_count == 1 and (ram / "f").read_text() == "ram\n"
+    service.stop(container.id, timeout=0)
+    # stopped: the tmpfs is unmounted (its data gone, as a tmpfs's is), the hold stays
+    assert rt.volumes.get("ram").ref_count == 0 and not (ram / "f").exists()
+    with pytest.raises(InUse):
+        rt.volumes.remove("ram")
+    assert (shared / "f").read_text() == "via-driver\n"
+    service.remove(container.id)
+    rt.volumes.remove("ram")
+    rt.volumes.remove("bound")
+    assert (shared / "f").exists()  # the bind driver never deletes the host's data

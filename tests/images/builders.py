@@ -41,15 +41,19 @@ def docker_archive(
     run_config: Mapping[str, Any] | None = None,
     *,
     config: bytes | None = None,
+    blobs: bool = False,
 ) -> Path:
-    """A ``docker save`` archive (layers at ``<n>/layer.tar``, as docker 20.10 writes)."""
+    """A ``docker save`` archive: layers at ``<n>/layer.tar`` as docker 20.10 writes, or
+    with ``blobs`` at ``blobs/sha256/<digest>`` as docker 25 and later write."""
     config = config or config_for(layers, run_config)
     config_name = sha(config).removeprefix("sha256:") + ".json"
+    if blobs:
+        config_name = "blobs/sha256/" + config_name.removesuffix(".json")
     with tarfile.open(path, "w") as tar:
         _add(tar, config_name, config)
         names = []
         for i, data in enumerate(layers):
-            names.append(f"layer{i}/layer.tar")
+            names.append(f"blobs/sha256/{sha(data)[7:]}" if blobs else f"layer{i}/layer.tar")
             _add(tar, names[-1], data)
         manifest = [{"Config": config_name, "RepoTags": list(tags), "Layers": names}]
         _add(tar, "manifest.json", json.dumps(manifest).encode())

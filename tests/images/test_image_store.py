@@ -36,8 +36,13 @@ def state_is_empty(rt: Runtime) -> None:
     assert list((rt.images.root / "tmp").iterdir()) == []
 
 
-def test_docker_archive_keeps_config_tags_and_layers(runtime: Runtime, tmp_path: Path) -> None:
-    archive = docker_archive(tmp_path / "a.tar", [BASE, TOP], ["demo:1", "demo:latest"], RUN)
+@pytest.mark.parametrize("blobs", [False, True], ids=["docker-20", "docker-25"])
+def test_docker_archive_keeps_config_tags_and_layers(
+    runtime: Runtime, tmp_path: Path, blobs: bool
+) -> None:
+    archive = docker_archive(
+        tmp_path / "a.tar", [BASE, TOP], ["demo:1", "demo:latest"], RUN, blobs=blobs
+    )
     (image,) = runtime.images.load(archive)
     assert image.repo_tags == ("demo:1", "demo:latest")
     assert image.diff_ids == (sha(BASE), sha(TOP))
@@ -268,3 +273,18 @@ def test_unknown_images_say_what_to_do(runtime: Runtime, tmp_path: Path) -> None
         runtime.images.load(tmp_path / "missing.tar")
     with pytest.raises(InvalidArgument, match="invalid reference"):
         runtime.images.import_rootfs(tmp_path / "x", "Bad Name")
+
+
+def test_leftovers_of_a_crashed_load_are_removed_by_the_next(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    runtime.images.load(docker_archive(tmp_path / "a.tar", [BASE], ["a:1"]))
+    # what a load killed between staging and its transaction leaves
+    stale = runtime.images.root / "tmp" / "stage-crashed"
+    stale.mkdir()
+    (stale / "half-a-layer").write_bytes(b"x" * 100)
+    orphan = runtime.images.blobs / ("ab" * 32)
+    orphan.write_bytes(b"never recorded")
+    runtime.images.load(docker_archive(tmp_path / "b.tar", [TOP], ["b:1"]))
+    assert not stale.exists() and not orphan.exists()
+    assert len(list(runtime.images.blobs.iterdir())) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
+from cargohold.core.images import LAYER_LABEL
 from cargohold.core.layers import LayerError
 from cargohold.core.snapshot_conformance import layer, remove_all, tree
 from cargohold.core.snapshots import Kind, Snapshotter, mounted
@@ -125,3 +127,23 @@ def test_removing_an_image_drops_its_unpacked_layers(rt: Runtime, tmp_path: Path
     assert [i.key for i in snap.walk()] == [image.chain_ids()[0]]  # still needed by a:1
     rt.images.remove("a:1")
     assert snap.walk() == []
+
+
+def test_an_unpack_interrupted_by_a_crash_is_redone(rt: Runtime, tmp_path: Path) -> None:
+    (image,) = rt.images.load(docker_archive(tmp_path / "i.tar", [BOTTOM, TOP], ["c:1"]))
+    snap = snap_of(rt)
+    bottom = rt.images.unpacked_chain(lowest_layers(rt, "c:1", 1), snap)
+    # a process died while unpacking the top layer: its active snapshot stays behind
+    snap.prepare("unpack-died", bottom, labels={LAYER_LABEL: image.diff_ids[1]})
+    top = rt.images.unpacked_chain(image, snap)
+    assert sorted(i.key for i in snap.walk()) == sorted([bottom, top])
+
+
+def lowest_layers(rt: Runtime, ref: str, layers: int):  # type: ignore[no-untyped-def]
+    """``ref`` cut down to its lowest ``layers`` layers (to unpack part of it)."""
+    image = rt.images.get(ref)
+    config = {
+        **image.config,
+        "rootfs": {"type": "layers", "diff_ids": list(image.diff_ids[:layers])},
+    }
+    return dataclasses.replace(image, config=config)

@@ -611,6 +611,7 @@ class ContainerService:
                 prepared.append(spec)
                 plan.append(answer)
             root_mounts = self._root_mounts(container)
+            plan = self._etc_files(container, plan) + plan
         except BaseException as err:
             self._release(container, prepared)
             self._record_failure(container, process.EXIT_RUNTIME, str(err))
@@ -669,6 +670,36 @@ class ContainerService:
         if container.autoremove:
             self.remove(container.id, volumes=True)
         return code
+
+    def _etc_files(
+        self, container: Container, plan: Sequence[PreparedMount]
+    ) -> builtins.list[PreparedMount]:
+        """Docker's /etc/hostname, /etc/hosts and /etc/resolv.conf, unless a mount covers one.
+
+        Written into the container's directory, bound over the image's files:
+        they never land in the container's layer (a commit does not keep them).
+        """
+        taken = {m.target for m in plan}
+        hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        if container.network == "host":
+            hosts = _read_host_file("/etc/hosts") or hosts
+        else:
+            hosts += f"127.0.1.1\t{container.hostname}\n"
+        files = {
+            "/etc/hostname": container.hostname + "\n",
+            "/etc/hosts": hosts,
+            "/etc/resolv.conf": _read_host_file("/etc/resolv.conf"),
+        }
+        made = []
+        for target, content in files.items():
+            if target in taken:
+                continue
+            path = self.directory(container) / os.path.basename(target)
+            if not path.exists():  # written once: edits inside the container survive a restart
+                path.write_text(content)
+                path.chmod(0o644)
+            made.append(PreparedMount(target, str(path)))
+        return made
 
     def _root_mounts(self, container: Container) -> builtins.list[Mount]:
         rootfs = container.rootfs
@@ -1007,6 +1038,13 @@ def describe_status(state: ContainerState) -> str:
     if state.status == "exited":
         return f"Exited ({state.exit_code}) {_ago(state.finished_at)} ago"
     return "Created"
+
+
+def _read_host_file(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 def _mount_root(root_mounts: Sequence[Mount], target: Path) -> None:

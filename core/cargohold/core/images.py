@@ -73,7 +73,7 @@ from cargohold.core.image_config import (
     now,
 )
 from cargohold.core.layers import LayerError, apply_to_snapshot, check_layer
-from cargohold.core.snapshots import Snapshotter, new_key
+from cargohold.core.snapshots import Info, Kind, Snapshotter, new_key
 
 __all__ = ["LAYER_LABEL", "Image", "ImageStore", "chain_ids", "normalize_reference"]
 
@@ -298,12 +298,25 @@ class ImageStore:
 
     @contextlib.contextmanager
     def _staging(self) -> Iterator[_Staging]:
+        """A fresh staging area. Callers hold the store lock, so any other is a crash's."""
         self._setup()
+        self._remove_leftovers()
         path = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / "tmp"))
         try:
             yield _Staging(path)
         finally:
             shutil.rmtree(path, ignore_errors=True)
+
+    def _remove_leftovers(self) -> None:
+        """Delete what a crash mid-load left: staging areas and blobs no row names."""
+        for stale in (self.root / "tmp").glob("stage-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        rows = self._connection().execute("SELECT diff_id FROM layers")
+        known = {diff_id.removeprefix("sha256:") for (diff_id,) in rows}
+        for blob in self.blobs.iterdir():
+            if blob.name not in known:
+                log.info("removing layer blob %s that no image names (left by a crash)", blob)
+                blob.unlink(missing_ok=True)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -731,9 +744,27 @@ class ImageStore:
                 lock_name = f"unpack-{snapshotter.name}-{chain.removeprefix('sha256:')}"
                 with self._locked(lock_name):
                     if not snapshotter.exists(chain):
+                        self._remove_stale_unpacks(snapshotter, diff_id, parent)
                         self._unpack(snapshotter, diff_id, chain, parent)
             parent = chain
         return parent
+
+    def _remove_stale_unpacks(
+        self, snapshotter: Snapshotter, diff_id: str, parent: str | None
+    ) -> None:
+        """Remove half-done unpacks of this layer: under its lock, any is a crash's."""
+
+        def stale(info: Info) -> bool:
+            return (
+                info.kind is Kind.ACTIVE
+                and info.key.startswith("unpack-")
+                and info.parent == parent
+                and info.labels.get(LAYER_LABEL) == diff_id
+            )
+
+        for info in snapshotter.walk(stale):
+            log.info("removing snapshot %s left by an interrupted unpack", info.key)
+            snapshotter.remove(info.key)
 
     def _unpack(
         self, snapshotter: Snapshotter, diff_id: str, chain: str, parent: str | None

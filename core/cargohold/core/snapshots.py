@@ -260,7 +260,7 @@ def _mount_overlay_shared_fd(m: Mount, target: str | Path, flags: int) -> bool:
     if not every or not all(p.startswith("/") for p in every):
         return False
     # string prefix (cheap: compares only the least and greatest path), cut at a "/"
-    prefix_text = os.path.commonprefix(every)
+    prefix_text = os.path.commonprefix(every)  # noqa: RUF071 - cut at a "/" below
     common = prefix_text[: prefix_text.rfind("/")] or "/"
     fd = os.open(common, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -81,13 +81,14 @@ def _copy_tree_python(source: Path, target: Path) -> None:
 
     def meta(path: str, st: os.stat_result) -> None:
         os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
-        for name in os.listxattr(path, follow_symlinks=False):
-            os.setxattr(
-                path,
-                name,
-                os.getxattr(src_of[path], name, follow_symlinks=False),
-                follow_symlinks=False,
-            )
+        source = src_of[path]
+        for name in os.listxattr(source, follow_symlinks=False):
+            value = os.getxattr(source, name, follow_symlinks=False)
+            try:
+                os.setxattr(path, name, value, follow_symlinks=False)
+            except OSError as err:  # as cp -a: an attribute the target cannot hold is dropped
+                if err.errno not in (errno.ENOTSUP, errno.EPERM):
+                    raise
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(path, stat.S_IMODE(st.st_mode))
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
