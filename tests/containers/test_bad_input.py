@@ -95,8 +95,40 @@ def test_a_file_bound_onto_an_image_directory_fails_at_start_with_125(
     assert everything(rt) == before
 
 
+def test_bad_process_settings_are_refused_at_create(rt: Runtime) -> None:
+    before = everything(rt)
+    for kwargs, message in [
+        ({"hostname": "no/slash"}, "invalid hostname"),
+        ({"env": ["A=b\0c"]}, "NUL character"),
+        ({"workdir": "relative"}, "must be an absolute path"),
+    ]:
+        with pytest.raises(CargoholdError, match=message):
+            rt.containers.create(IMAGE, ["true"], **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(CargoholdError, match="NUL character"):
+        rt.containers.create(IMAGE, ["echo", "a\0b"])
+    assert everything(rt) == before
+
+
 def test_cli_refuses_bad_flags_with_125(rt: Runtime) -> None:
     done = cli(rt.state_dir, "run", "--rm", "-v", "x:relative", IMAGE, "true")
     assert done.returncode == 125 and "must be an absolute path" in done.stderr
     done = cli(rt.state_dir, "run", "--rm", "--volumes-from", "a:rx", IMAGE, "true")
     assert done.returncode == 125 and "CONTAINER[:ro|:rw]" in done.stderr
+
+
+def test_rm_cleans_up_after_a_create_killed_half_way(rt: Runtime) -> None:
+    """A create killed before its last write left a row without mounts or root: rm finds all."""
+    from dataclasses import replace
+
+    from cargohold.core.containers import Rootfs
+
+    before = everything(rt)
+    container = rt.containers.create(IMAGE, ["true"], mounts=parse_all(volumes=["/anon", "nv:/n"]))
+    anon = next(m.source for m in container.mounts if m.target == "/anon")
+    # what the row holds when the process dies between attaching and the final update
+    rt.containers.store.update(replace(container, mounts=(), rootfs=Rootfs(None)))
+    rt.containers.remove(container.id)
+    after = everything(rt)
+    assert anon not in after["volumes"]  # made for it alone: gone
+    assert after["volumes"].pop("nv") == ({}, ())  # named: kept, no longer held
+    assert after == before

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import tarfile
+import time
 
 import pytest
 
 from cargohold.core import Conflict, Runtime
+from cargohold.core.containers import _state
+from cargohold.core.mountspec import parse_all
 
 from .conftest import IMAGE, cli
 
@@ -42,6 +45,7 @@ def test_commit_keeps_additions_changes_and_deletions(rt: Runtime) -> None:
         names = set(layer.getnames())
     assert {"seed/.wh.from-image", "bin/.wh.stat", "added", "etc/group", "deep/dir/f"} <= names
     assert "bin/busybox" not in names  # unchanged files stay in the layer below
+    assert "etc/hosts" not in names and "etc/hostname" not in names  # mount points only
     # and a container of the new image sees exactly that
     check = service.create(
         "committed:1",
@@ -58,8 +62,28 @@ def test_commit_keeps_additions_changes_and_deletions(rt: Runtime) -> None:
     assert default.stdout == "new\n"
 
 
-def test_commit_refuses_a_running_container(rt: Runtime) -> None:
+def test_commit_of_a_running_container_pauses_it_and_skips_its_mounts(rt: Runtime) -> None:
     service = rt.containers
-    running = service.start(service.create(IMAGE, ["sleep", "100"]).id)
-    with pytest.raises(Conflict, match="is running: stop it first"):
-        service.commit(running.id, "nope:1")
+    script = (
+        "rm /seed/from-image; echo live > /made; echo vol > /data/v; echo tmp > /t/x; "
+        "echo ready; while true; do sleep 0.1; done"
+    )
+    running = service.create(
+        IMAGE, ["sh", "-c", script], mounts=parse_all(volumes=["/data"], tmpfs=["/t"])
+    )
+    service.start(running.id)
+    deadline = time.monotonic() + 10
+    while b"ready" not in b"".join(d for _, d in service.logs(running.id)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    image = service.commit(running.id, "live:1")
+    with tarfile.open(rt.images.layer_path(image.diff_ids[-1])) as layer:
+        names = set(layer.getnames())
+    assert {"made", "seed/.wh.from-image"} <= names
+    leaked = {n for n in names if n.split("/")[0] in ("proc", "sys", "dev", "t", "data")}
+    assert not {n for n in leaked if "/" in n}  # nothing from what is mounted in it
+    after = service.get(running.id)
+    assert after.state.running and _state(after.state.pid) != "T"  # resumed
+    assert service.stop(running.id, timeout=0).state.exit_code == 137
+    with pytest.raises(Conflict, match="not running"):
+        service.kill(running.id)

@@ -47,3 +47,15 @@ def test_changes_become_entries_and_deletions_whiteouts(tmp_path: Path) -> None:
     assert members["dir2file"].isfile() and members["file2dir"].isdir()
     assert members["link"].linkname == "keep/f"
     assert members["swap/inner"].mode == 0o600
+
+
+def test_placeholders_are_left_out_when_new_and_empty(tmp_path: Path) -> None:
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    (upper / "etc").mkdir(parents=True)
+    (upper / "etc" / "hosts").touch()  # a mount point the runtime made
+    (upper / "etc" / "hostname").write_text("written by the user")
+    out = tmp_path / "layer.tar"
+    write_changes(lower, upper, out, placeholders=["etc/hosts", "etc/hostname"])
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == ["etc", "etc/hostname"]

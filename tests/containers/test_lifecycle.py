@@ -65,6 +65,14 @@ def test_namespaces_user_env_workdir(rt: Runtime) -> None:
     )
 
 
+def test_etc_files_as_docker_writes_them(rt: Runtime) -> None:
+    code, out, _ = run(rt, "sh", "-c", "cat /etc/hostname; grep -c localhost /etc/hosts")
+    container = rt.containers.list(all=True)[0]
+    assert code == 0 and out.split() == [container.id[:12], "2"]
+    code, out, _ = run(rt, "cat", "/etc/resolv.conf", network="host")
+    assert code == 0 and out == Path("/etc/resolv.conf").read_text()
+
+
 def test_read_only_root_and_host_network(rt: Runtime) -> None:
     code, _, err = run(rt, "sh", "-c", "touch /x", readonly=True)
     assert code == 1 and "Read-only file system" in err
@@ -149,8 +157,13 @@ def test_running_container_is_not_removed_without_force(rt: Runtime) -> None:
     container = service.start(service.create(IMAGE, ["sleep", "100"]).id)
     done = cli(rt.state_dir, "rm", container.id)
     assert done.returncode == 1 and "stop it first" in done.stderr
+    assert cli(rt.state_dir, "kill", "-s", "TERM", container.id).returncode == 0
+    time.sleep(0.2)
+    assert service.get(container.id).state.running  # PID 1 without a handler ignores it
     assert cli(rt.state_dir, "rm", "-f", container.id).returncode == 0
     assert service.find(container.id) is None
+    bad = cli(rt.state_dir, "kill", "-s", "NOPE", "x")
+    assert bad.returncode == 2 and "unknown signal 'NOPE'" in bad.stderr
 
 
 def test_events_are_heard(rt: Runtime) -> None:
@@ -227,3 +240,23 @@ def test_mounts_are_parsed_from_docker_syntax(rt: Runtime, tmp_path: Path) -> No
     assert not (host / "x").exists()
     volume = rt.volumes.get("named1")
     assert (Path(volume.mountpoint) / "f").read_text() == "v\n"
+
+
+def test_a_restarted_container_keeps_its_layer_and_log(rt: Runtime) -> None:
+    service = rt.containers
+    container = service.create(IMAGE, ["sh", "-c", "echo run >> /count; wc -l < /count"])
+    assert service.supervise(container.id) == 0
+    service.start(container.id)
+    assert service.wait(container.id) == 0
+    outputs = [d for s, d in service.logs(container.id) if s == "stdout"]
+    assert outputs == [b"1\n", b"2\n"]  # the container's own changes survive a stop
+
+
+def test_detached_run_with_rm_removes_itself(rt: Runtime) -> None:
+    done = cli(rt.state_dir, "run", "-d", "--rm", "-v", "/anon", IMAGE, "sh", "-c", "sleep 0.2")
+    assert done.returncode == 0 and len(done.stdout.strip()) == 64
+    deadline = time.monotonic() + 10
+    while rt.containers.find(done.stdout.strip()) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert rt.volumes.list() == []  # its anonymous volume went with it

@@ -73,6 +73,13 @@ def test_volumes_used_by_containers_are_kept(daemon: Daemon, rt: Runtime) -> Non
     assert ok(daemon.docker("ps", "-q")) == ""  # nothing running
     images = ok(daemon.docker("images", "--format", "{{.Repository}}:{{.Tag}}")).split()
     assert IMAGE in images
+    (inspected,) = json.loads(ok(daemon.docker("container", "inspect", "user1")))
+    assert inspected["Id"] == container.id and inspected["State"]["Status"] == "created"
+    assert {m["Destination"] for m in inspected["Mounts"]} == {"/d", "/anon"}
+    (image,) = json.loads(ok(daemon.docker("image", "inspect", IMAGE)))
+    assert image["Id"] == rt.images.get(IMAGE).id
+    missing = daemon.docker("container", "inspect", "ghost")
+    assert missing.returncode != 0 and "no such container: ghost" in missing.stderr.lower()
 
 
 def test_engine_api_protocol_details(daemon: Daemon) -> None:

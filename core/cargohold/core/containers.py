@@ -45,6 +45,7 @@ from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, Not
 from cargohold.core.images import Image
 from cargohold.core.mountspec import VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
 from cargohold.core.snapshots import Mount, mounted, new_key
+from cargohold.core.volumes import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
     from cargohold.core.runtime import Runtime
@@ -52,7 +53,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+_HOSTNAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}")
 STOP_TIMEOUT = 10
+#: Label on the snapshot holding a container's root filesystem: its id.
+CONTAINER_LABEL = "cargohold.container"
 EXIT_SUPERVISOR_LOST = 255
 
 
@@ -404,6 +408,13 @@ class ContainerService:
             raise InvalidArgument(f"network {network!r} is not supported: use none or host")
         if workdir is not None and workdir and not workdir.startswith("/"):
             raise InvalidArgument(f"working directory {workdir!r} must be an absolute path")
+        if hostname is not None and not _HOSTNAME.fullmatch(hostname):
+            raise InvalidArgument(
+                f"invalid hostname {hostname!r}: letters, digits, '.' and '-', at most 63"
+            )
+        for text in (*command, *env, entrypoint or "", workdir or "", user or ""):
+            if "\0" in text:
+                raise InvalidArgument(f"{text!r} holds a NUL character, which no process can take")
         found = self._image(image)
         config = image_config(found)
         entry = (entrypoint,) if entrypoint else (() if entrypoint == "" else config.entrypoint)
@@ -662,9 +673,10 @@ class ContainerService:
             _pump(out_r, err_r, logfile, echo=attach)
             _, status = os.waitpid(pid, 0)
         code = process.exit_code_of(status)
+        # mounts first: once the state says exited (what stop waits for), volumes are released
+        self._release(container, prepared)
         state = replace(state, status="exited", exit_code=code, finished_at=_now())
         self.store.set_state(container.id, state)
-        self._release(container, prepared)
         container = replace(container, state=state)
         self._emit("die", container, exitCode=str(code))
         if container.autoremove:
@@ -786,17 +798,40 @@ class ContainerService:
                     f"you cannot remove a running container {container.id}: "
                     "stop it first, or remove it with -f"
                 )
+            st = container.state
             with contextlib.suppress(ProcessLookupError):
-                os.kill(container.state.pid, signal.SIGKILL)
+                if _alive(st.pid, st.pid_start):
+                    os.kill(st.pid, signal.SIGKILL)
             self._wait_exit(container.id, 30)
         # release again: idempotent, and it catches up after a lost supervisor
         self._release(container, container.mounts)
         self._detach_all(container, container.mounts, remove_volumes=volumes)
         self._remove_rootfs(container.rootfs)
+        if not container.rootfs.key and not container.rootfs.mounts:
+            self._sweep_interrupted_create(container)
         self.runtime.images.release(container.image_id, container.id)
         shutil.rmtree(self.directory(container), ignore_errors=True)
         self.store.delete(container.id)
         self._emit("destroy", container)
+
+    def _sweep_interrupted_create(self, container: Container) -> None:
+        """A create killed half-way recorded neither mounts nor root: find them by its id.
+
+        Volume holds name the container; the built-in root filesystem's
+        snapshot carries its id as a label. Anonymous volumes it made go too.
+        """
+        for record in self.runtime.store.list():
+            if container.id not in record.holders:
+                continue
+            self.runtime.volumes.release(record.name, container.id)
+            made_for_it = ANONYMOUS_LABEL in record.labels and record.holders == (container.id,)
+            if made_for_it:
+                with contextlib.suppress(CargoholdError):
+                    self.runtime.volumes.remove(record.name)
+        snapshotter = self.runtime.snapshotters.default()
+        for info in snapshotter.walk(lambda i: i.labels.get(CONTAINER_LABEL) == container.id):
+            with contextlib.suppress(NotFound):
+                snapshotter.remove(info.key)
 
     # -- logs --------------------------------------------------------------------
 
@@ -836,15 +871,13 @@ class ContainerService:
     ) -> Image:
         """A new image: the container's image plus one layer of its changes.
 
-        Deleted paths become whiteouts (``.wh.<name>``). The container must be
-        stopped: its writable layer is read through a second mount.
+        Deleted paths become whiteouts (``.wh.<name>``). A stopped container's
+        layer is read through a second mount of its snapshot; a running one is
+        paused (every process of its PID namespace gets SIGSTOP, as Docker's
+        ``commit --pause``) and read through ``/proc/<pid>/root``, leaving out
+        what is mounted in it (volumes, binds, tmpfs, /proc, /sys, /dev).
         """
         container = self.get(ref)
-        if container.state.running:
-            raise Conflict(
-                f"container {container.name} is running: stop it first, then commit "
-                "(its writable layer cannot be read consistently while it changes)"
-            )
         rootfs = container.rootfs
         if rootfs.snapshotter is None or rootfs.key is None:
             raise InvalidArgument(
@@ -868,11 +901,20 @@ class ContainerService:
             view_mounts = snapshotter.view(view_key, parent)
             stack.callback(snapshotter.remove, view_key)
             lower = stack.enter_context(tempfile.TemporaryDirectory(dir=work))
-            upper = stack.enter_context(tempfile.TemporaryDirectory(dir=work))
             stack.enter_context(mounted(view_mounts, lower))
-            stack.enter_context(mounted(snapshotter.mounts(rootfs.key), upper))
             layer = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=work))) / "layer.tar"
-            write_changes(Path(lower), Path(upper), layer)
+            exclude: builtins.list[str] = []
+            with contextlib.ExitStack() as reading:  # paused or mounted only while we read
+                if container.state.running:
+                    upper = reading.enter_context(_paused(container))
+                    exclude = ["proc", "sys", "dev", *_ETC_PLACEHOLDERS]
+                    exclude += [m.target.strip("/") for m in container.mounts if m.target]
+                else:
+                    upper = Path(reading.enter_context(tempfile.TemporaryDirectory(dir=work)))
+                    reading.enter_context(mounted(snapshotter.mounts(rootfs.key), upper))
+                write_changes(
+                    Path(lower), upper, layer, placeholders=_ETC_PLACEHOLDERS, exclude=exclude
+                )
             image = self.runtime.images.create_image(
                 base,
                 layer,
@@ -1038,6 +1080,56 @@ def describe_status(state: ContainerState) -> str:
     if state.status == "exited":
         return f"Exited ({state.exit_code}) {_ago(state.finished_at)} ago"
     return "Created"
+
+
+@contextlib.contextmanager
+def _paused(container: Container) -> Iterator[Path]:
+    """Stop every process of a running container; yield its root as the host sees it."""
+    st = container.state
+    if not _alive(st.pid, st.pid_start):
+        raise Conflict(f"container {container.name} is not running any more")
+    namespace = os.readlink(f"/proc/{st.pid}/ns/pid")
+    stopped: builtins.list[int] = []
+    try:
+        for _ in range(3):  # again: a process may have forked while we stopped the others
+            for pid in _pids_in(namespace):
+                if pid not in stopped:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)
+                        stopped.append(pid)
+        deadline = time.monotonic() + 5
+        while any(_state(pid) not in ("T", "Z", "") for pid in stopped):
+            if time.monotonic() > deadline:
+                raise CargoholdError(f"container {container.name} did not pause in 5 s")
+            time.sleep(0.005)
+        yield Path(f"/proc/{st.pid}/root")
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def _pids_in(namespace: str) -> builtins.list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == namespace:
+                    found.append(int(entry))
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return ""
+    return text[text.rindex(b")") + 2 :].split()[0].decode()
+
+
+#: Where `_etc_files` mounts; an empty file the runner made there is no change to commit.
+_ETC_PLACEHOLDERS = ("etc/hostname", "etc/hosts", "etc/resolv.conf")
 
 
 def _read_host_file(path: str) -> str:

@@ -13,46 +13,79 @@ import os
 import stat
 import tarfile
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 
-def write_changes(lower: Path, upper: Path, output: Path) -> None:
+def write_changes(
+    lower: Path,
+    upper: Path,
+    output: Path,
+    placeholders: Collection[str] = (),
+    exclude: Collection[str] = (),
+) -> None:
     """Write what differs from ``lower`` to ``upper`` as a layer tar at ``output``.
 
     New and changed entries are added as they are in ``upper``; an entry of
     ``lower`` missing from ``upper`` becomes a ``.wh.<name>`` whiteout. A
     directory is descended only where both trees have one, so a replaced
-    directory is written whole.
+    directory is written whole. ``placeholders`` (relative paths) are left out
+    when they are new and empty: files made only to mount something on.
+    ``exclude`` (relative paths) are never written, looked into or whited
+    out: what is mounted there (a running container's volumes, /proc) is not
+    the container's layer.
     """
+    skip = frozenset(placeholders)
+    excluded = frozenset(exclude)
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        if info.name in skip and info.isfile() and info.size == 0:
+            return None
+        return None if _under_any(info.name, excluded) else info
+
     with tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tar:
-        _diff_dir(tar, lower, upper, "")
+        _diff_dir(tar, lower, upper, "", keep)
 
 
-def _diff_dir(tar: tarfile.TarFile, lower: Path, upper: Path, rel: str) -> None:
+_Keep = Callable[[tarfile.TarInfo], tarfile.TarInfo | None]
+
+
+def _under_any(path: str, tops: frozenset[str]) -> bool:
+    return any(path == top or path.startswith(top + "/") for top in tops)
+
+
+def _diff_dir(tar: tarfile.TarFile, lower: Path, upper: Path, rel: str, keep: _Keep) -> None:
     upper_dir = upper / rel if rel else upper
     lower_dir = lower / rel if rel else lower
     upper_names = sorted(os.listdir(upper_dir))
     lower_names = set(os.listdir(lower_dir)) if lower_dir.is_dir() else set()
     for name in sorted(lower_names - set(upper_names)):
+        if keep(tarfile.TarInfo(f"{rel}/{name}" if rel else name)) is None:
+            continue
         whiteout = tarfile.TarInfo(f"{rel}/.wh.{name}" if rel else f".wh.{name}")
         whiteout.mtime = int(time.time())
         tar.addfile(whiteout)
     for name in upper_names:
         path = f"{rel}/{name}" if rel else name
+        probe = tarfile.TarInfo(path)
+        probe.type = tarfile.DIRTYPE  # placeholders are files: this asks about exclusion only
+        if keep(probe) is None:
+            continue
         new = os.lstat(upper / path)
         old = _lstat_or_none(lower / path) if name in lower_names else None
         both_dirs = old is not None and stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode)
         if old is None or _changed(old, new, lower / path, upper / path):
-            tar.add(upper / path, arcname=path, recursive=not both_dirs and old is None)
+            recursive = not both_dirs and old is None
+            tar.add(upper / path, arcname=path, recursive=recursive, filter=keep)
             if old is not None and not both_dirs and stat.S_ISDIR(new.st_mode):
-                _add_tree(tar, upper, path)
+                _add_tree(tar, upper, path, keep)
         if both_dirs:
-            _diff_dir(tar, lower, upper, path)
+            _diff_dir(tar, lower, upper, path, keep)
 
 
-def _add_tree(tar: tarfile.TarFile, root: Path, rel: str) -> None:
+def _add_tree(tar: tarfile.TarFile, root: Path, rel: str, keep: _Keep) -> None:
     for name in sorted(os.listdir(root / rel)):
-        tar.add(root / rel / name, arcname=f"{rel}/{name}", recursive=True)
+        tar.add(root / rel / name, arcname=f"{rel}/{name}", recursive=True, filter=keep)
 
 
 def _lstat_or_none(path: Path) -> os.stat_result | None:

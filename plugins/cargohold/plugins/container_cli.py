@@ -1,4 +1,4 @@
-"""``cargohold create|start|run|ps|inspect|logs|wait|stop|rm|commit``, as the docker CLI.
+"""``cargohold create|start|run|ps|inspect|logs|wait|stop|kill|rm|commit``, as the docker CLI.
 
 Exit codes follow ``docker run``: the container's own code; 125 when
 cargohold itself failed (bad flags, unknown image, a mount that cannot be
@@ -8,6 +8,7 @@ made); 126 when the command cannot be executed; 127 when it is not found.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -218,6 +219,35 @@ def stop_command(timeout: int, containers: tuple[str, ...]) -> None:
         sys.exit(1)
 
 
+@click.command("kill")
+@click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="name or number")
+@click.argument("containers", nargs=-1, required=True)
+def kill_command(sig: str, containers: tuple[str, ...]) -> None:
+    """Send a signal to running containers (PID 1 ignores those it has no handler for)."""
+    number = _signal_number(sig)
+    service = runtime().containers
+    failed = False
+    for ref in containers:
+        try:
+            service.kill(ref, number)
+            click.echo(ref)
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+def _signal_number(text: str) -> int:
+    if text.isdigit():
+        return int(text)
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise click.BadParameter(f"unknown signal {text!r}", param_hint="--signal") from None
+
+
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="kill a running container first")
 @click.option("-v", "--volumes", is_flag=True, help="also remove its anonymous volumes")
@@ -264,6 +294,7 @@ def cargohold_cli(group: click.Group) -> None:
         logs_command,
         wait_command,
         stop_command,
+        kill_command,
         rm_command,
         commit_command,
     ):

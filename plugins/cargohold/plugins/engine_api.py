@@ -3,7 +3,8 @@
 ``cargohold daemon -H unix:///PATH`` serves, on a unix socket, the subset of
 Docker's Engine API the docker CLI needs for ``docker volume
 create|ls|inspect|rm|prune`` (with ``/_ping`` and ``/version``), plus
-read-only ``GET /containers/json`` and ``GET /images/json``. Every path may
+read-only ``GET /containers/json``, ``/containers/{id}/json``, ``/images/json``
+and ``/images/{name}/json`` (``docker ps``, ``docker images``, ``docker inspect``). Every path may
 carry a ``/v1.NN`` prefix; every answer carries ``Api-Version``; errors are
 ``{"message": ...}`` with the status of the error's kind.
 
@@ -225,9 +226,18 @@ def create_app(rt: Runtime) -> Flask:
             listed = listed[: int(limit)]
         return answer(listed)
 
+    @app.route("/containers/<ref>/json", methods=["GET"])
+    def container_inspect(ref: str) -> Response:
+        service = rt.containers
+        return answer(service.inspect(service.get(ref)))
+
     @app.route("/images/json", methods=["GET"])
     def image_list() -> Response:
         return answer([image.to_summary() for image in rt.images.list()])
+
+    @app.route("/images/<path:ref>/json", methods=["GET"])
+    def image_inspect(ref: str) -> Response:
+        return answer(rt.images.get(ref).to_inspect())
 
     app.wsgi_app = _VersionPrefix(app.wsgi_app)  # type: ignore[method-assign]
     return app

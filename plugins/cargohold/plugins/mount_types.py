@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from cargohold.core import CargoholdError, InvalidArgument, NotFound, hookimpl, mounts
-from cargohold.core.containers import Container, Rootfs
+from cargohold.core.containers import CONTAINER_LABEL, Container, Rootfs
 from cargohold.core.images import Image
 from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
 from cargohold.core.runtime import Runtime
@@ -208,5 +208,5 @@ def cargohold_rootfs(container: Container, image: Image, runtime: Runtime) -> Ro
     snapshotter = runtime.snapshotters.default()
     parent = runtime.images.unpacked_chain(image, snapshotter)
     key = f"container-{container.id}"
-    snapshotter.prepare(key, parent, labels={"cargohold.container": container.id})
+    snapshotter.prepare(key, parent, labels={CONTAINER_LABEL: container.id})
     return Rootfs(snapshotter.name, key)
