@@ -1,7 +1,8 @@
 """Run cargohold's driver conformance suite against the memo driver: ``pytest tests``."""
 
-from cargohold.core.conformance import VolumeDriverConformance
 from cargohold_memo import MemoDriver
+
+from cargohold.core.conformance import VolumeDriverConformance
 
 
 class TestMemoDriver(VolumeDriverConformance):
