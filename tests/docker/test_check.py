@@ -23,9 +23,9 @@ import pytest
 from cargohold.core import InvalidArgument, Runtime, VolumeDriver, hookimpl
 from cargohold.core.conformance import Harness, VolumeDriverConformance, new_name
 from cargohold.core.driver import DriverContext
-from cargohold.plugins.docker.check import run_checks
 from cargohold.plugins.docker.client import BACKOFF_ENV, connect
 from cargohold.plugins.docker.discovery import SOCKET_DIR_ENV, PluginAddress
+from cargohold.plugins.docker.plugin_checks import run_checks
 
 from .conftest import Served, StartServe
 from .miniplugin import MiniPlugin

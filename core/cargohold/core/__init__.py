@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pluggy
 
 from cargohold.core.driver import (
@@ -21,10 +23,34 @@ from cargohold.core.errors import (
     NotSupported,
     Unavailable,
 )
-from cargohold.core.events import VolumeEvent
 from cargohold.core.hookspecs import PROJECT
-from cargohold.core.runtime import Runtime
-from cargohold.core.volumes import Volume, VolumeService
+
+# Runtime, Volume, VolumeEvent and VolumeService are imported on first use: a
+# plugin module that only needs `hookimpl` must not pay for the services at
+# every command's start-up. The type checker sees plain imports (and no
+# __getattr__, so a misspelt name is still an error).
+if TYPE_CHECKING:
+    from cargohold.core.events import VolumeEvent
+    from cargohold.core.runtime import Runtime
+    from cargohold.core.volumes import Volume, VolumeService
+else:
+    _LAZY = {
+        "Runtime": "cargohold.core.runtime",
+        "Volume": "cargohold.core.volumes",
+        "VolumeEvent": "cargohold.core.events",
+        "VolumeService": "cargohold.core.volumes",
+    }
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
 
 #: Marks a plugin's hook implementations: ``@hookimpl def cargohold_volume_drivers(): ...``
 hookimpl = pluggy.HookimplMarker(PROJECT)

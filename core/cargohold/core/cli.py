@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +23,8 @@ from cargohold.core.paths import STATE_DIR_ENV, default_state_dir
 from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
 from cargohold.core.runtime import Runtime
 from cargohold.core.volumes import Volume
+
+T = TypeVar("T")
 
 
 def runtime() -> Runtime:
@@ -59,6 +61,32 @@ def key_values(pairs: Sequence[str], what: str) -> dict[str, str]:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=4))
+
+
+def try_each(names: Iterable[str], action: Callable[[str], T]) -> tuple[list[T], bool]:
+    """``action`` on every name, as docker treats several: a failure prints
+    ``Error: ...`` and the rest still run. Returns what the calls that worked
+    returned, and whether any failed (the command then exits 1)."""
+    results: list[T] = []
+    failed = False
+    for name in names:
+        try:
+            results.append(action(name))
+        except CargoholdError as err:
+            click.echo(f"Error: {err}", err=True)
+            failed = True
+    return results, failed
+
+
+def act_on_each(names: Iterable[str], action: Callable[[str], object]) -> None:
+    """`try_each`, printing each name that worked; exit 1 at the end if any failed."""
+
+    def act(name: str) -> None:
+        action(name)
+        click.echo(name)
+
+    if try_each(names, act)[1]:
+        sys.exit(1)
 
 
 def table(rows: list[list[str]], headers: list[str]) -> None:
@@ -159,15 +187,7 @@ def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["json"]), default="json")
 def volume_inspect(names: tuple[str, ...], fmt: str) -> None:
     """Show volumes in detail (JSON, as docker volume inspect)."""
-    service = runtime().volumes
-    found: list[Volume] = []
-    failed = False
-    for name in names:
-        try:
-            found.append(service.get(name))
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
+    found, failed = try_each(names, runtime().volumes.get)
     emit_json([_inspect_view(v) for v in found])
     if failed:
         sys.exit(1)
@@ -187,16 +207,7 @@ def _inspect_view(v: Volume) -> dict[str, Any]:
 def volume_rm(names: tuple[str, ...], force: bool) -> None:
     """Remove volumes. A volume in use is never removed."""
     service = runtime().volumes
-    failed = False
-    for name in names:
-        try:
-            service.remove(name, force=force)
-            click.echo(name)
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    act_on_each(names, lambda name: service.remove(name, force=force))
 
 
 @volume.command("prune")

@@ -31,7 +31,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cargohold.core import process
-from cargohold.core.diff import write_changes
+from cargohold.core.database import Database
 from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 from cargohold.core.images import Image
 from cargohold.core.mountspec import VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
@@ -187,41 +186,16 @@ class ContainerStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
-        with self._transaction() as db:
-            db.execute(_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
-            # state rows are rewritten often; WAL + NORMAL never corrupts, and a
-            # power cut at worst loses the last state change, which is re-read from /proc
-            db.execute("PRAGMA synchronous = NORMAL")
-            self._local.db = db
-        return db
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        # state rows are rewritten often; WAL + NORMAL never corrupts, and a
+        # power cut at worst loses the last state change, which is re-read from /proc
+        self._db = Database(path, _SCHEMA, synchronous="NORMAL")
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._db.close()
 
     def insert(self, container: Container) -> None:
         try:
-            with self._transaction() as db:
+            with self._db.transaction() as db:
                 db.execute(
                     "INSERT INTO containers (id, name, data, state) VALUES (?, ?, ?, ?)",
                     (
@@ -235,44 +209,46 @@ class ContainerStore:
             raise _name_conflict(container.name, self.by_name(container.name)) from None
 
     def update(self, container: Container) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE containers SET data = ?, state = ? WHERE id = ?",
                 (container.to_row(), json.dumps(asdict(container.state)), container.id),
             )
 
     def set_state(self, container_id: str, state: ContainerState) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE containers SET state = ? WHERE id = ?",
                 (json.dumps(asdict(state)), container_id),
             )
 
     def delete(self, container_id: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     def get(self, container_id: str) -> Container | None:
         row = (
-            self._db()
+            self._db.connection()
             .execute("SELECT data, state FROM containers WHERE id = ?", (container_id,))
             .fetchone()
         )
         return Container.from_row(*row) if row else None
 
     def by_name(self, name: str) -> Container | None:
-        row = self._db().execute("SELECT data, state FROM containers WHERE name = ?", (name,))
+        row = self._db.connection().execute(
+            "SELECT data, state FROM containers WHERE name = ?", (name,)
+        )
         found = row.fetchone()
         return Container.from_row(*found) if found else None
 
     def ids_with_prefix(self, prefix: str) -> list[str]:
-        rows = self._db().execute(
+        rows = self._db.connection().execute(
             "SELECT id FROM containers WHERE id >= ? AND id < ? LIMIT 2", (prefix, prefix + "g")
         )
         return [r[0] for r in rows]
 
     def list(self) -> list[Container]:
-        rows = self._db().execute("SELECT data, state FROM containers").fetchall()
+        rows = self._db.connection().execute("SELECT data, state FROM containers").fetchall()
         containers = [Container.from_row(*r) for r in rows]
         return sorted(containers, key=lambda c: c.created, reverse=True)
 
@@ -912,6 +888,8 @@ class ContainerService:
                 else:
                     upper = Path(reading.enter_context(tempfile.TemporaryDirectory(dir=work)))
                     reading.enter_context(mounted(snapshotter.mounts(rootfs.key), upper))
+                from cargohold.core.diff import write_changes  # (tarfile: not for every run)
+
                 write_changes(
                     Path(lower), upper, layer, placeholders=_ETC_PLACEHOLDERS, exclude=exclude
                 )

@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
-import gzip
 import hashlib
 import json
 import logging
@@ -39,31 +38,17 @@ import re
 import shutil
 import sqlite3
 import sys
-import tarfile
 import tempfile
-import threading
 import uuid
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
+from cargohold.core.database import Database
 from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound, NotSupported
-from cargohold.core.image_archives import (
-    DIGEST,
-    GZIP_MAGIC,
-    ZSTD_MAGIC,
-    Hashing,
-    Prepend,
-    Reader,
-    SavedImage,
-    Source,
-    check_layer_digest,
-    read_archive,
-    write_docker_archive,
-)
 from cargohold.core.image_config import (
     apply_changes,
     chain_ids,
@@ -72,8 +57,14 @@ from cargohold.core.image_config import (
     normalize_reference,
     now,
 )
-from cargohold.core.layers import LayerError, apply_to_snapshot, check_layer
 from cargohold.core.snapshots import Info, Kind, Snapshotter, new_key
+
+if TYPE_CHECKING:
+    from cargohold.core.image_archives import Reader, SavedImage
+
+# Archives and layer tars (image_archives, layers: tarfile, gzip) are imported by
+# the methods that read or write them: running a container from an unpacked
+# image needs neither.
 
 __all__ = ["LAYER_LABEL", "Image", "ImageStore", "chain_ids", "normalize_reference"]
 
@@ -238,50 +229,23 @@ class ImageStore:
         self.root = root
         self.blobs = root / "blobs" / "sha256"
         self._snapshotters = snapshotters
-        self._local = threading.local()
-        self._ready = False
+        self._database: Database | None = None
 
     # -- plumbing ------------------------------------------------------------
 
-    def _setup(self) -> None:
-        if self._ready:
-            return
-        self.blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
-        with self._transaction() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError(f"{self.root}/images.db is from a newer cargohold; upgrade")
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-        self._ready = True
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            db = sqlite3.connect(self.root / "images.db", timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            db.execute("PRAGMA foreign_keys = ON")
-            self._local.db = db
-        return db
+    def _setup(self) -> Database:
+        """Create the directories and the database on first use."""
+        if self._database is None:
+            self.blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
+            self._database = Database(self.root / "images.db", _SCHEMA, version=_SCHEMA_VERSION)
+        return self._database
 
     def _db(self) -> sqlite3.Connection:
-        self._setup()
-        return self._connection()
+        return self._setup().connection()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return self._setup().transaction()
 
     @contextlib.contextmanager
     def _locked(self, name: str = "store") -> Iterator[None]:
@@ -311,7 +275,7 @@ class ImageStore:
         """Delete what a crash mid-load left: staging areas and blobs no row names."""
         for stale in (self.root / "tmp").glob("stage-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        rows = self._connection().execute("SELECT diff_id FROM layers")
+        rows = self._db().execute("SELECT diff_id FROM layers")
         known = {diff_id.removeprefix("sha256:") for (diff_id,) in rows}
         for blob in self.blobs.iterdir():
             if blob.name not in known:
@@ -319,13 +283,13 @@ class ImageStore:
                 blob.unlink(missing_ok=True)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        if self._database is not None:
+            self._database.close()
 
     def layer_path(self, diff_id: str) -> Path:
         """The uncompressed tar of layer ``diff_id``; `NotFound` if the store lacks it."""
+        from cargohold.core.image_archives import DIGEST
+
         match = DIGEST.fullmatch(diff_id)
         if match is None:
             raise InvalidArgument(f"{diff_id!r} is not a sha256 digest")
@@ -415,6 +379,12 @@ class ImageStore:
 
     def _stage_layer(self, staging: _Staging, stream: Reader, expect: str | None, what: str) -> str:
         """Decompress ``stream`` into staging; return its diff id (checked if ``expect``)."""
+        import gzip
+        import tarfile
+
+        from cargohold.core.image_archives import GZIP_MAGIC, ZSTD_MAGIC, Prepend
+        from cargohold.core.layers import check_layer
+
         head = stream.read(4)
         chained: Reader = Prepend(head, stream)
         if head.startswith(GZIP_MAGIC):
@@ -499,6 +469,9 @@ class ImageStore:
         mismatch, missing file or corrupt data raises `InvalidArgument` and
         leaves the store as it was.
         """
+        from cargohold.core.image_archives import Hashing, Source, check_layer_digest, read_archive
+        from cargohold.core.layers import LayerError
+
         path = Path(path)
         if not path.exists():
             raise NotFound(f"image archive {path} does not exist")
@@ -694,6 +667,8 @@ class ImageStore:
         ``output`` is a path (written to a temporary file, then renamed) or a
         binary stream.
         """
+        from cargohold.core.image_archives import write_docker_archive
+
         if not refs:
             raise InvalidArgument("name at least one image to save")
         db = self._db()
@@ -720,6 +695,8 @@ class ImageStore:
     def _saved(
         self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]]
     ) -> builtins.list[SavedImage]:
+        from cargohold.core.image_archives import SavedImage
+
         saved = []
         for image_id, tags in chosen.items():
             (config,) = db.execute("SELECT config FROM images WHERE id = ?", (image_id,)).fetchone()
@@ -769,6 +746,8 @@ class ImageStore:
     def _unpack(
         self, snapshotter: Snapshotter, diff_id: str, chain: str, parent: str | None
     ) -> None:
+        from cargohold.core.layers import apply_to_snapshot
+
         layer = self.layer_path(diff_id)
         key = new_key("unpack")
         snapshotter.prepare(key, parent, labels={LAYER_LABEL: diff_id})

@@ -11,6 +11,7 @@ import ctypes.util
 import errno
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,18 +146,23 @@ def is_mountpoint(path: str | Path) -> bool:
         return any(line.split(b" ", 5)[4] == target for line in table)
 
 
-def unmount_all(target: str | Path) -> None:
+def unmount_all(target: str | Path, *, private: bool = True) -> None:
     """Unmount everything stacked on ``target``; nothing mounted is no error.
 
     A busy mount is detached (gone from the tree now, released when its last
-    user goes), so a caller may delete the directory underneath safely. Each
-    mount is made private first (`make_private`).
+    user goes), so a caller may delete the directory underneath safely. With
+    ``private`` each mount is made private first (`make_private`). Asks the
+    kernel directly (EINVAL: nothing mounted there) rather than reading the
+    mount table, which costs a millisecond on a busy host.
     """
-    while is_mountpoint(target):
-        make_private(target)
+    while True:
         try:
+            if private:
+                make_private(target)
             umount(target)
         except OSError as err:
+            if err.errno in (errno.EINVAL, errno.ENOENT):
+                return
             if err.errno != errno.EBUSY:
                 raise
             umount(target, detach=True)
@@ -193,11 +199,17 @@ _FLAG_WORDS: dict[str, tuple[int, bool]] = {
 }
 
 
-def parse_options(text: str) -> tuple[int, str]:
-    """``"ro,bind"`` or ``"size=64m,mode=1777"`` -> (mount flags, data for the filesystem)."""
+def is_flag(word: str) -> bool:
+    """True if the option ``word`` is a mount flag, which `parse_options` keeps out of the data."""
+    return word in _FLAG_WORDS
+
+
+def parse_options(options: str | Iterable[str]) -> tuple[int, str]:
+    """``"ro,bind"`` or ``("size=64m", "mode=1777")`` -> (mount flags, data for the filesystem)."""
     flags = 0
     data: list[str] = []
-    for word in filter(None, (w.strip() for w in text.split(","))):
+    words = options.split(",") if isinstance(options, str) else options
+    for word in filter(None, (w.strip() for w in words)):
         if word in _FLAG_WORDS:
             bit, on = _FLAG_WORDS[word]
             flags = flags | bit if on else flags & ~bit

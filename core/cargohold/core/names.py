@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 
 from cargohold.core.errors import InvalidArgument
 
@@ -33,6 +32,8 @@ def validate_volume_name(name: object) -> str:
 
 def anonymous_volume_name() -> str:
     """A fresh name for an anonymous volume: 64 hex digits, as Docker makes them."""
+    import secrets  # (hashlib and random behind it: not for every command's start-up)
+
     return secrets.token_hex(32)
 
 

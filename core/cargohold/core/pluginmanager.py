@@ -12,13 +12,13 @@ for built-in and third-party plugins. Two environment variables steer it:
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 from collections.abc import Iterable
 
 import pluggy
 
 from cargohold.core import hookspecs
+from cargohold.core.entrypoints import group_entries
 from cargohold.core.errors import CargoholdError
 
 ENTRY_POINT_GROUP = "cargohold"
@@ -64,18 +64,13 @@ def build_plugin_manager(
     for name in blocked_names:
         pm.set_blocked(name)
 
-    # name and version parse a distribution's METADATA on every access: once per dist
-    described: dict[int, tuple[str, str]] = {}
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in group_entries(ENTRY_POINT_GROUP):
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
             continue
-        if ep.dist is not None and id(ep.dist) not in described:
-            described[id(ep.dist)] = (ep.dist.name, ep.dist.version)
-        dist_name, dist_version = described[id(ep.dist)] if ep.dist is not None else ("", "")
-        is_own = dist_name == DISTRIBUTION
+        is_own = ep.dist_name == DISTRIBUTION
         if not (autoload or is_own):
             continue
-        origin = f"{dist_name} {dist_version}" if ep.dist is not None else ep.value
+        origin = f"{ep.dist_name} {ep.dist_version}" if ep.dist_name else ep.value
         try:
             pm.register(ep.load(), name=ep.name)
         except (ImportError, pluggy.PluginValidationError) as err:

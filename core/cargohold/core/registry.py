@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,8 @@ class DriverRegistry:
 
     def classes(self) -> dict[str, type[VolumeDriver]]:
         if self._classes is None:
-            found: dict[str, type[VolumeDriver]] = {}
-            for provided in self._hook.cargohold_volume_drivers():
-                for cls in provided:
-                    _check_driver_class(cls)
-                    if cls.name in found and found[cls.name] is not cls:
-                        raise Conflict(
-                            f"two plugins provide a volume driver named {cls.name!r}: "
-                            f"{_origin(found[cls.name])} and {_origin(cls)}; "
-                            "block one with CARGOHOLD_BLOCK_PLUGINS"
-                        )
-                    found[cls.name] = cls
-            self._classes = found
+            provided = self._hook.cargohold_volume_drivers()
+            self._classes = collect_classes(provided, VolumeDriver, "volume driver")
         return self._classes
 
     def names(self) -> list[str]:
@@ -74,15 +65,39 @@ class DriverRegistry:
             self._instances.clear()
 
 
-def _check_driver_class(cls: object) -> None:
-    if not (inspect.isclass(cls) and issubclass(cls, VolumeDriver)):
-        raise InvalidArgument(f"{cls!r} is not a VolumeDriver subclass")
+def collect_classes(
+    provided: Iterable[Iterable[object]], base: type, what: str
+) -> dict[str, type[Any]]:
+    """The classes a hook's implementations returned, by their ``name``.
+
+    Refuses (`InvalidArgument`) what is not a concrete, named ``base``
+    subclass, and (`Conflict`) classes of two plugins with one name.
+    """
+    found: dict[str, type[Any]] = {}
+    for classes in provided:
+        for cls in classes:
+            checked = _checked_class(cls, base, what)
+            name: str = checked.name
+            if name in found and found[name] is not checked:
+                raise Conflict(
+                    f"two plugins provide a {what} named {name!r}: "
+                    f"{_origin(found[name])} and {_origin(checked)}; "
+                    "block one with CARGOHOLD_BLOCK_PLUGINS"
+                )
+            found[name] = checked
+    return found
+
+
+def _checked_class(cls: object, base: type, what: str) -> type[Any]:
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise InvalidArgument(f"{cls!r} is not a {base.__name__} subclass")
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
-        raise InvalidArgument(f"volume driver {_origin(cls)} does not implement: {missing}")
+        raise InvalidArgument(f"{what} {_origin(cls)} does not implement: {missing}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
-        raise InvalidArgument(f"volume driver {_origin(cls)} has no name")
+        raise InvalidArgument(f"{what} {_origin(cls)} has no name")
+    return cls
 
 
 def _origin(cls: type) -> str:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from cargohold.core.images import ImageStore
 from cargohold.core.locks import VolumeLocks
 from cargohold.core.paths import default_state_dir
 from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
 from cargohold.core.registry import DriverRegistry
-from cargohold.core.snapshots import SnapshotterRegistry
 from cargohold.core.store import Store
 from cargohold.core.volumes import VolumeService
 
 if TYPE_CHECKING:
     from cargohold.core.containers import ContainerService
+    from cargohold.core.images import ImageStore
+    from cargohold.core.snapshots import SnapshotterRegistry
 
 
 class Runtime:
@@ -48,25 +49,51 @@ class Runtime:
         self.volumes = VolumeService(
             self.store, self.drivers, VolumeLocks(self.state_dir / "locks"), self.hook
         )
-        # copy-on-write layers and images; both open their databases on first use
-        self.snapshotters = SnapshotterRegistry(self.hook, self.state_dir)
-        self.images = ImageStore(self.state_dir / "images", self.snapshotters)
+        # snapshotters, images and containers are built on first use: importing
+        # them is most of a volume command's start-up
+        # (under a lock: the Engine API server serves requests from several threads)
+        self._build_lock = threading.RLock()
+        self._snapshotters: SnapshotterRegistry | None = None
+        self._images: ImageStore | None = None
         self._containers: ContainerService | None = None
+
+    @property
+    def snapshotters(self) -> SnapshotterRegistry:
+        """Copy-on-write layers; the registry opens its database on first use."""
+        with self._build_lock:
+            if self._snapshotters is None:
+                from cargohold.core.snapshots import SnapshotterRegistry
+
+                self._snapshotters = SnapshotterRegistry(self.hook, self.state_dir)
+            return self._snapshotters
+
+    @property
+    def images(self) -> ImageStore:
+        """The image store; it opens its database on first use."""
+        with self._build_lock:
+            if self._images is None:
+                from cargohold.core.images import ImageStore
+
+                self._images = ImageStore(self.state_dir / "images", self.snapshotters)
+            return self._images
 
     @property
     def containers(self) -> ContainerService:
         """The container service, built on first use (volume-only commands never pay for it)."""
-        if self._containers is None:
-            from cargohold.core.containers import ContainerService
+        with self._build_lock:
+            if self._containers is None:
+                from cargohold.core.containers import ContainerService
 
-            self._containers = ContainerService(self)
-        return self._containers
+                self._containers = ContainerService(self)
+            return self._containers
 
     def close(self) -> None:
         if self._containers is not None:
             self._containers.close()
-        self.images.close()
-        self.snapshotters.close()
+        if self._images is not None:
+            self._images.close()
+        if self._snapshotters is not None:
+            self._snapshotters.close()
         self.drivers.close()
         self.store.close()
 

@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from cargohold.core import mounts as kmounts
+from cargohold.core.database import Database
 from cargohold.core.errors import (
     Conflict,
     InUse,
@@ -64,6 +65,7 @@ from cargohold.core.errors import (
     NotFound,
     NotSupported,
 )
+from cargohold.core.registry import collect_classes
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ class Mount:
                 recursive="rbind" in self.options,
             )
             return
-        flags, data = _split_options(self.options)
+        flags, data = kmounts.parse_options(self.options)
         if self.type == "overlay" and len(data.encode()) > MOUNT_DATA_LIMIT:
             _mount_overlay_long(self, target, flags)
             return
@@ -130,28 +132,6 @@ class Mount:
     def to_dict(self) -> dict[str, Any]:
         """containerd's JSON shape: ``{"Type", "Source", "Options"}``."""
         return {"Type": self.type, "Source": self.source, "Options": list(self.options)}
-
-
-_FLAGS: dict[str, int] = {
-    "ro": kmounts.MS_RDONLY,
-    "rw": 0,
-    "nosuid": kmounts.MS_NOSUID,
-    "nodev": kmounts.MS_NODEV,
-    "noexec": kmounts.MS_NOEXEC,
-}
-
-
-def _split_options(options: Sequence[str]) -> tuple[int, str]:
-    flags = 0
-    data: list[str] = []
-    for opt in options:
-        if opt in _FLAGS:
-            flags |= _FLAGS[opt]
-        elif opt in ("bind", "rbind"):
-            flags |= kmounts.MS_BIND | (kmounts.MS_REC if opt == "rbind" else 0)
-        else:
-            data.append(opt)
-    return flags, ",".join(data)
 
 
 def mount_all(mounts: Sequence[Mount], target: str | Path) -> None:
@@ -170,18 +150,9 @@ def mount_all(mounts: Sequence[Mount], target: str | Path) -> None:
 def unmount_all(target: str | Path) -> None:
     """Unmount everything stacked on ``target`` (no error if nothing is).
 
-    Asks the kernel directly (EINVAL: nothing mounted there) rather than
-    reading the mount table, which costs a millisecond on a busy host.
+    Snapshot mounts have no submounts to protect, so no `kmounts.make_private`.
     """
-    while True:
-        try:
-            kmounts.umount(target)
-        except OSError as err:
-            if err.errno in (errno.EINVAL, errno.ENOENT):
-                return
-            if err.errno != errno.EBUSY:
-                raise
-            kmounts.umount(target, detach=True)
+    kmounts.unmount_all(target, private=False)
 
 
 @contextlib.contextmanager
@@ -273,7 +244,7 @@ def _mount_overlay_shared_fd(m: Mount, target: str | Path, flags: int) -> bool:
 
         rewritten = []
         for opt in m.options:
-            if opt in _FLAGS:
+            if kmounts.is_flag(opt):
                 continue
             key, _, value = opt.partition("=")
             if key in paths:
@@ -305,7 +276,7 @@ def _mount_overlay_fsconfig(m: Mount, target: str | Path, flags: int) -> None:
             set_string("lowerdir+", layer)
         for opt in m.options:
             key, sep, value = opt.partition("=")
-            if key == "lowerdir" or opt in _FLAGS:
+            if key == "lowerdir" or kmounts.is_flag(opt):
                 continue
             if sep:
                 set_string(key, value)
@@ -336,7 +307,7 @@ def _mount_overlay_fd_paths(m: Mount, target: str | Path, flags: int) -> None:
         for layer in lower:
             fds.append(os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
         short = ":".join(f"/proc/self/fd/{fd}" for fd in fds)
-        rest = [o for o in m.options if not o.startswith("lowerdir=") and o not in _FLAGS]
+        rest = [o for o in m.options if not o.startswith("lowerdir=") and not kmounts.is_flag(o)]
         data = ",".join([f"lowerdir={short}", *rest])
         if len(data.encode()) > MOUNT_DATA_LIMIT:
             raise NotSupported(
@@ -485,48 +456,11 @@ CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
 _SCHEMA_VERSION = 1
 
 
-class SnapshotMetadata:
+class SnapshotMetadata(Database):
     """The snapshots table in ``snapshots.db``; thread- and process-safe (WAL)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        with self.transaction() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > _SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"snapshot database {path} was written by a newer cargohold; upgrade cargohold"
-                )
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-
-    def connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")
-            db.execute("PRAGMA foreign_keys = ON")
-            self._local.db = db
-        return db
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self.connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        super().__init__(path, _SCHEMA, version=_SCHEMA_VERSION, synchronous="NORMAL")
 
 
 _Row = tuple[int, str, str, int | None, str, str, str]
@@ -796,18 +730,8 @@ class SnapshotterRegistry:
 
     def classes(self) -> dict[str, type[SnapshotDriver]]:
         if self._classes is None:
-            found: dict[str, type[SnapshotDriver]] = {}
-            for provided in self._hook.cargohold_snapshotters():
-                for cls in provided:
-                    if not (isinstance(cls, type) and issubclass(cls, SnapshotDriver)):
-                        raise InvalidArgument(f"{cls!r} is not a SnapshotDriver subclass")
-                    if cls.name in found and found[cls.name] is not cls:
-                        raise Conflict(
-                            f"two plugins provide a snapshotter named {cls.name!r}; "
-                            "block one with CARGOHOLD_BLOCK_PLUGINS"
-                        )
-                    found[cls.name] = cls
-            self._classes = found
+            provided = self._hook.cargohold_snapshotters()
+            self._classes = collect_classes(provided, SnapshotDriver, "snapshotter")
         return self._classes
 
     def names(self) -> list[str]:

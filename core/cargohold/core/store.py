@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cargohold.core.database import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (
@@ -69,50 +69,15 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
-        with self._transaction() as db:
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"state database {path} was written by a newer cargohold "
-                    f"(schema {version}); upgrade cargohold to use it"
-                )
-            # executescript() would commit early; run the statements one by one
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")
-            db.execute("PRAGMA foreign_keys = ON")
-            self._local.db = db
-        return db
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        self._db = Database(path, _SCHEMA, version=SCHEMA_VERSION)
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._db.close()
 
     # -- volumes -------------------------------------------------------------
 
     def get(self, name: str) -> VolumeRecord | None:
-        db = self._connection()
+        db = self._db.connection()
         row = db.execute(
             "SELECT name, driver, options, labels, created_at, mountpoint"
             " FROM volumes WHERE name = ?",
@@ -125,7 +90,7 @@ class Store:
         return _record(row, refs, holders)
 
     def list(self) -> list[VolumeRecord]:
-        db = self._connection()
+        db = self._db.connection()
         refs: dict[str, dict[str, int]] = {}
         for volume, ref, count in db.execute("SELECT volume, ref, count FROM refs"):
             refs.setdefault(volume, {})[ref] = count
@@ -139,7 +104,7 @@ class Store:
         return [_record(row, refs.get(row[0], {}), holders.get(row[0], [])) for row in rows]
 
     def add(self, record: VolumeRecord) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO volumes (name, driver, options, labels, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -153,14 +118,14 @@ class Store:
             )
 
     def delete(self, name: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM volumes WHERE name = ?", (name,))
 
     # -- references ----------------------------------------------------------
 
     def add_ref(self, name: str, ref: str, mountpoint: str) -> int:
         """Count one more use of ``name`` by ``ref``; return the volume's total."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO refs (volume, ref, count) VALUES (?, ?, 1)"
                 " ON CONFLICT (volume, ref) DO UPDATE SET count = count + 1",
@@ -171,7 +136,7 @@ class Store:
 
     def drop_ref(self, name: str, ref: str) -> int:
         """Count one use fewer; return the volume's total. Unknown refs change nothing."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE refs SET count = count - 1 WHERE volume = ? AND ref = ? AND count > 1",
                 (name, ref),
@@ -187,12 +152,12 @@ class Store:
 
     def add_hold(self, name: str, holder: str) -> None:
         """Record that ``holder`` uses ``name`` (idempotent)."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("INSERT OR IGNORE INTO holds (volume, holder) VALUES (?, ?)", (name, holder))
 
     def drop_hold(self, name: str, holder: str) -> None:
         """Forget that ``holder`` uses ``name``; an unknown holder changes nothing."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM holds WHERE volume = ? AND holder = ?", (name, holder))
 
 

@@ -20,24 +20,22 @@ driver's empty mountpoint, never the directory or anything in it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from cargohold.core import (
-    DriverVolume,
     InUse,
     InvalidArgument,
     NotFound,
     NotSupported,
     Option,
-    VolumeDriver,
     mounts,
 )
+from cargohold.drivers.datadir import DataDirDriver
 
 
-class BindDriver(VolumeDriver):
+class BindDriver(DataDirDriver):
     name = "bind"
     example_options: ClassVar[Mapping[str, str]] = {"source": "{tmp}"}
     removes_data = False  # the host directory is the user's
@@ -57,9 +55,6 @@ class BindDriver(VolumeDriver):
             help="mount propagation: rprivate (default), rshared, rslave, private, ...",
         ),
     )
-
-    def _data(self, name: str) -> Path:
-        return self.root / name / "_data"
 
     def create(self, name: str, opts: Mapping[str, Any]) -> None:
         source = _source(name, opts)
@@ -124,19 +119,6 @@ class BindDriver(VolumeDriver):
 
     def unmount(self, name: str, mount_id: str, opts: Mapping[str, Any]) -> None:
         _release(self._data(name))
-
-    def get(self, name: str) -> DriverVolume:
-        data = self._data(name)
-        if not data.is_dir():
-            raise NotFound(f"no such volume: {name}")
-        return DriverVolume(name, data)
-
-    def list(self) -> list[DriverVolume]:
-        return [
-            DriverVolume(entry.name, Path(entry.path) / "_data")
-            for entry in os.scandir(self.root)
-            if entry.is_dir() and os.path.isdir(os.path.join(entry.path, "_data"))
-        ]
 
 
 def _source(name: str, opts: Mapping[str, Any]) -> Path:

@@ -29,21 +29,20 @@ from typing import Any
 from cargohold.core import (
     Capabilities,
     CargoholdError,
-    DriverVolume,
     InUse,
     InvalidArgument,
     NotFound,
     Option,
-    VolumeDriver,
     mounts,
 )
 from cargohold.drivers import quota
+from cargohold.drivers.datadir import DataDirDriver
 
 # mount errors that mean "the options are wrong", as opposed to a passing failure
 _BAD_OPTION_ERRNOS = (errno.EINVAL, errno.ENODEV, errno.ENOTBLK, errno.ENOENT, errno.ENOTDIR)
 
 
-class LocalDriver(VolumeDriver):
+class LocalDriver(DataDirDriver):
     name = "local"
     options = (
         Option("type", help="filesystem type to mount, as mount -t (tmpfs, ext4, xfs, none)"),
@@ -57,9 +56,6 @@ class LocalDriver(VolumeDriver):
         ),
     )
     capabilities = Capabilities(usage=True)
-
-    def _data(self, name: str) -> Path:
-        return self.root / name / "_data"
 
     # -- create / remove -----------------------------------------------------
 
@@ -130,19 +126,6 @@ class LocalDriver(VolumeDriver):
             raise CargoholdError(f"volume {name}: unmounting {data} failed: {err}") from None
 
     # -- report --------------------------------------------------------------
-
-    def get(self, name: str) -> DriverVolume:
-        data = self._data(name)
-        if not data.is_dir():
-            raise NotFound(f"no such volume: {name}")
-        return DriverVolume(name, data)
-
-    def list(self) -> list[DriverVolume]:
-        return [
-            DriverVolume(entry.name, Path(entry.path) / "_data")
-            for entry in os.scandir(self.root)
-            if entry.is_dir() and os.path.isdir(os.path.join(entry.path, "_data"))
-        ]
 
     def usage(self, name: str) -> int:
         total = 0

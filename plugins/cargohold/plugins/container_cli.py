@@ -8,18 +8,17 @@ made); 126 when the command cannot be executed; 127 when it is not found.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from cargohold.core import CargoholdError, hookimpl
-from cargohold.core.cli import emit_json, key_values, runtime, table
-from cargohold.core.containers import Container, StartFailed, describe_status
-from cargohold.core.mountspec import parse_all
-from cargohold.core.process import EXIT_RUNTIME
+from cargohold.core.cli import act_on_each, emit_json, key_values, runtime, table, try_each
+
+if TYPE_CHECKING:  # imported by the commands: loading the plugin must stay cheap
+    from cargohold.core.containers import Container
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +61,8 @@ def _create_options(func: F) -> F:
 
 
 def _create(params: dict[str, Any]) -> Container:
+    from cargohold.core.mountspec import parse_all
+
     specs = parse_all(params["volumes"], params["mounts"], params["tmpfs"], params["volumes_from"])
     return runtime().containers.create(
         params["image"],
@@ -80,7 +81,11 @@ def _create(params: dict[str, Any]) -> Container:
     )
 
 
-def _fail(err: CargoholdError, code: int = EXIT_RUNTIME) -> None:
+def _fail(err: CargoholdError, code: int | None = None) -> None:
+    if code is None:
+        from cargohold.core.process import EXIT_RUNTIME
+
+        code = EXIT_RUNTIME
     click.echo(f"cargohold: {err}", err=True)
     sys.exit(code)
 
@@ -101,6 +106,8 @@ def create_command(**params: Any) -> None:
 @click.option("-d", "--detach", is_flag=True, help="run in the background; print the id")
 def run_command(detach: bool, **params: Any) -> None:
     """Create and start a container; wait for it and exit with its code."""
+    from cargohold.core.containers import StartFailed
+
     service = runtime().containers
     try:
         container = _create(params)
@@ -121,16 +128,7 @@ def run_command(detach: bool, **params: Any) -> None:
 def start_command(containers: tuple[str, ...]) -> None:
     """Start stopped containers in the background."""
     service = runtime().containers
-    failed = False
-    for ref in containers:
-        try:
-            service.start(ref)
-            click.echo(ref)
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    act_on_each(containers, service.start)
 
 
 @click.command("ps")
@@ -139,6 +137,8 @@ def start_command(containers: tuple[str, ...]) -> None:
 @click.option("--no-trunc", is_flag=True, help="full ids and commands")
 def ps_command(show_all: bool, quiet: bool, no_trunc: bool) -> None:
     """List containers (running ones, or all with -a)."""
+    from cargohold.core.containers import describe_status
+
     containers = runtime().containers.list(all=show_all)
     if quiet:
         for c in containers:
@@ -167,14 +167,7 @@ def ps_command(show_all: bool, quiet: bool, no_trunc: bool) -> None:
 def inspect_command(containers: tuple[str, ...]) -> None:
     """Show containers in detail (JSON, as docker inspect)."""
     service = runtime().containers
-    found = []
-    failed = False
-    for ref in containers:
-        try:
-            found.append(service.inspect(service.get(ref)))
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
+    found, failed = try_each(containers, lambda ref: service.inspect(service.get(ref)))
     emit_json(found)
     if failed:
         sys.exit(1)
@@ -207,16 +200,7 @@ def wait_command(containers: tuple[str, ...]) -> None:
 def stop_command(timeout: int, containers: tuple[str, ...]) -> None:
     """Stop containers: SIGTERM, then SIGKILL after the timeout."""
     service = runtime().containers
-    failed = False
-    for ref in containers:
-        try:
-            service.stop(ref, timeout)
-            click.echo(ref)
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    act_on_each(containers, lambda ref: service.stop(ref, timeout))
 
 
 @click.command("kill")
@@ -226,19 +210,12 @@ def kill_command(sig: str, containers: tuple[str, ...]) -> None:
     """Send a signal to running containers (PID 1 ignores those it has no handler for)."""
     number = _signal_number(sig)
     service = runtime().containers
-    failed = False
-    for ref in containers:
-        try:
-            service.kill(ref, number)
-            click.echo(ref)
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    act_on_each(containers, lambda ref: service.kill(ref, number))
 
 
 def _signal_number(text: str) -> int:
+    import signal
+
     if text.isdigit():
         return int(text)
     name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
@@ -255,16 +232,7 @@ def _signal_number(text: str) -> int:
 def rm_command(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove containers."""
     service = runtime().containers
-    failed = False
-    for ref in containers:
-        try:
-            service.remove(ref, force=force, volumes=volumes)
-            click.echo(ref)
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
-        sys.exit(1)
+    act_on_each(containers, lambda ref: service.remove(ref, force=force, volumes=volumes))
 
 
 @click.command("commit")

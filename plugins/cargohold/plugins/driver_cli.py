@@ -4,8 +4,6 @@ conformance suite on any of them without writing a test file."""
 from __future__ import annotations
 
 import sys
-import tempfile
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,8 @@ def driver_check(names: Sequence[str], opts: Sequence[str], verbose: bool) -> No
     Each check runs on a private temporary state directory: nothing of yours
     is touched. Exit code 0 when every check passes.
     """
+    import tempfile
+
     import pytest  # the suite is pytest-based: pip install 'cargohold[testing]'
 
     classes = runtime().drivers.classes()
@@ -91,6 +91,8 @@ def driver_check(names: Sequence[str], opts: Sequence[str], verbose: bool) -> No
 
 def _test_module(classes: Sequence[type[VolumeDriver]], opts: dict[str, str] | None) -> str:
     """A test module with one conformance class per driver."""
+    import textwrap
+
     parts = [
         "import pytest",
         "from cargohold.core.conformance import VolumeDriverConformance",

@@ -18,10 +18,7 @@ import json
 import os
 import platform
 import re
-import signal
-import socket
 from collections.abc import Callable, Mapping
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -81,6 +78,8 @@ def _filters(raw: str | None, allowed: frozenset[str]) -> Filters:
 
 def create_app(rt: Runtime) -> Flask:
     """The Flask app serving ``rt``; wrap it with nothing else (versions are handled)."""
+    from importlib.metadata import version as dist_version
+
     from flask import Flask, Response, request
     from werkzeug.exceptions import HTTPException
 
@@ -305,6 +304,8 @@ def socket_path(host: str) -> Path:
 
 def _claim(path: Path) -> None:
     """Remove a dead daemon's socket; refuse if a live one answers there."""
+    import socket  # (imported by the daemon only: every command loads this plugin)
+
     if not path.exists() and not path.is_symlink():
         path.parent.mkdir(parents=True, exist_ok=True)
         return
@@ -325,6 +326,8 @@ def _claim(path: Path) -> None:
 @click.option("--threads", default=8, show_default=True, help="worker threads")
 def daemon_command(host: str, threads: int) -> None:
     """Serve the Docker Engine API's volume routes for the docker CLI (DOCKER_HOST=...)."""
+    import signal
+
     from waitress.server import create_server
 
     from cargohold.core.cli import runtime

@@ -8,9 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from cargohold.core import hookimpl
-from cargohold.core.cli import emit_json, runtime, table
-from cargohold.core.errors import CargoholdError
-from cargohold.core.images import Image
+from cargohold.core.cli import emit_json, runtime, table, try_each
 
 
 @hookimpl
@@ -91,15 +89,7 @@ def image_ls(quiet: bool, no_trunc: bool, fmt: str) -> None:
 @click.argument("refs", nargs=-1, required=True)
 def image_inspect(refs: tuple[str, ...]) -> None:
     """Show images in detail (JSON, as docker image inspect)."""
-    store = runtime().images
-    found: list[Image] = []
-    failed = False
-    for ref in refs:
-        try:
-            found.append(store.get(ref))
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
+    found, failed = try_each(refs, runtime().images.get)
     emit_json([i.to_inspect() for i in found])
     if failed:
         sys.exit(1)
@@ -111,15 +101,12 @@ def image_inspect(refs: tuple[str, ...]) -> None:
 def image_rm(refs: tuple[str, ...], force: bool) -> None:
     """Remove images (untag; delete when no tag is left), as docker rmi."""
     store = runtime().images
-    failed = False
-    for ref in refs:
-        try:
-            for action, what in store.remove(ref, force=force):
-                click.echo(f"{action}: {what}")
-        except CargoholdError as err:
-            click.echo(f"Error: {err}", err=True)
-            failed = True
-    if failed:
+
+    def remove(ref: str) -> None:
+        for action, what in store.remove(ref, force=force):
+            click.echo(f"{action}: {what}")
+
+    if try_each(refs, remove)[1]:
         sys.exit(1)
 
 

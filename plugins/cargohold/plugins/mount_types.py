@@ -23,18 +23,25 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from cargohold.core import CargoholdError, InvalidArgument, NotFound, hookimpl, mounts
-from cargohold.core.containers import CONTAINER_LABEL, Container, Rootfs
-from cargohold.core.images import Image
-from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
-from cargohold.core.runtime import Runtime
+from cargohold.core import CargoholdError, InvalidArgument, NotFound, hookimpl
+
+# Every command loads this plugin: the container machinery (and the mount
+# spec types) are imported by the hooks, which only container commands call.
+if TYPE_CHECKING:
+    from cargohold.core.containers import Container, Rootfs
+    from cargohold.core.images import Image
+    from cargohold.core.mountspec import MountSpec, PreparedMount
+    from cargohold.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 @hookimpl
 def cargohold_mount_types() -> Sequence[str]:
+    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM
+
     return [VOLUME, BIND, TMPFS, VOLUMES_FROM]
 
 
@@ -45,6 +52,8 @@ def cargohold_mount_types() -> Sequence[str]:
 def cargohold_attach_mount(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> Sequence[MountSpec] | None:
+    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM
+
     if spec.type == VOLUME:
         return [_attach_volume(spec, container, runtime)]
     if spec.type == BIND:
@@ -115,6 +124,8 @@ def _check_bind(spec: MountSpec, container: Container) -> None:
 def _expand_volumes_from(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> list[MountSpec]:
+    from cargohold.core.mountspec import BIND, VOLUME
+
     try:
         other = runtime.containers.get(spec.source)
     except NotFound:
@@ -142,6 +153,8 @@ def _expand_volumes_from(
 def cargohold_prepare_mount(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> PreparedMount | None:
+    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, PreparedMount
+
     if spec.type == VOLUME:
         path = runtime.volumes.mount(spec.source, container.id)
         return PreparedMount(
@@ -164,6 +177,8 @@ def cargohold_prepare_mount(
             recursive=spec.options.get("nonrecursive") != "true",
         )
     if spec.type == TMPFS:
+        from cargohold.core import mounts
+
         flags, data = mounts.parse_options(spec.options.get("tmpfs", ""))
         return PreparedMount(
             spec.target, "tmpfs", fstype="tmpfs", data=data, flags=flags, readonly=spec.readonly
@@ -173,6 +188,8 @@ def cargohold_prepare_mount(
 
 @hookimpl
 def cargohold_release_mount(spec: MountSpec, container: Container, runtime: Runtime) -> bool | None:
+    from cargohold.core.mountspec import BIND, TMPFS, VOLUME
+
     if spec.type == VOLUME:
         with contextlib.suppress(NotFound):
             runtime.volumes.unmount(spec.source, container.id)
@@ -186,6 +203,8 @@ def cargohold_release_mount(spec: MountSpec, container: Container, runtime: Runt
 def cargohold_detach_mount(
     spec: MountSpec, container: Container, runtime: Runtime, remove_volumes: bool
 ) -> bool | None:
+    from cargohold.core.mountspec import BIND, TMPFS, VOLUME
+
     if spec.type == VOLUME:
         runtime.volumes.release(spec.source, container.id)
         if remove_volumes and spec.anonymous:
@@ -205,6 +224,8 @@ def cargohold_detach_mount(
 @hookimpl(trylast=True)
 def cargohold_rootfs(container: Container, image: Image, runtime: Runtime) -> Rootfs:
     """The image's layers in the default snapshotter, and a writable snapshot on top."""
+    from cargohold.core.containers import CONTAINER_LABEL, Rootfs
+
     snapshotter = runtime.snapshotters.default()
     parent = runtime.images.unpacked_chain(image, snapshotter)
     key = f"container-{container.id}"

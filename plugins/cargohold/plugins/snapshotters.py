@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cargohold.core import hookimpl
-from cargohold.core.snapshots import SnapshotDriver
+
+if TYPE_CHECKING:
+    from cargohold.core.snapshots import SnapshotDriver
 
 
 @hookimpl

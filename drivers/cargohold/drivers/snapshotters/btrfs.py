@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cargohold.core.errors import CargoholdError
-from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
-from cargohold.drivers.snapshotters.common import disk_usage, filesystem_type, remove_tree
+from cargohold.core.snapshots import Kind
+from cargohold.drivers.snapshotters.common import FullTreeSnapshotter, filesystem_type
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 
 
-class BtrfsSnapshotter(SnapshotDriver):
+class BtrfsSnapshotter(FullTreeSnapshotter):
     name = "btrfs"
 
     @classmethod
@@ -34,21 +34,12 @@ class BtrfsSnapshotter(SnapshotDriver):
             return f"{root} is not on a btrfs filesystem"
         return None
 
-    def _fs(self, sid: str) -> Path:
-        return self.root / sid / "fs"
-
     def create(self, sid: str, parents: Sequence[str], kind: Kind) -> None:
         (self.root / sid).mkdir(mode=0o711)
         if kind is Kind.ACTIVE and parents:
             _btrfs("subvolume", "snapshot", str(self._fs(parents[0])), str(self._fs(sid)))
         else:
             _btrfs("subvolume", "create", str(self._fs(sid)))
-
-    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
-        if kind is Kind.VIEW:
-            source = self._fs(parents[0]) if parents else self._fs(sid)
-            return [Mount("bind", str(source), ("rbind", "ro"))]
-        return [Mount("bind", str(self._fs(sid)), ("rbind", "rw"))]
 
     def commit(self, sid: str, parents: Sequence[str]) -> None:
         _btrfs("property", "set", "-ts", str(self._fs(sid)), "ro", "true")
@@ -57,14 +48,7 @@ class BtrfsSnapshotter(SnapshotDriver):
         fs = self._fs(sid)
         if fs.exists():
             _btrfs("subvolume", "delete", str(fs))
-        remove_tree(self.root / sid)
-
-    def usage(self, sid: str, parents: Sequence[str]) -> Usage:
-        # Without quotas btrfs cannot tell a snapshot's own blocks; count its files.
-        return disk_usage(self._fs(sid))
-
-    def apply_dir(self, sid: str, parents: Sequence[str]) -> ApplyTarget | None:
-        return ApplyTarget(self._fs(sid), "merged")
+        super().remove(sid)
 
 
 def _btrfs(*args: str) -> None:

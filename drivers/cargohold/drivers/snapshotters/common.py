@@ -6,9 +6,39 @@ import ctypes
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
-from cargohold.core.snapshots import Usage
+from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
+
+
+class FullTreeSnapshotter(SnapshotDriver):
+    """Base of drivers that keep each snapshot whole in ``<root>/<sid>/fs`` (copy, btrfs).
+
+    A snapshot is shown by a bind mount: read-write when active, read-only
+    for a view, which binds its committed parent (no copy). Layer diffs are
+    written straight into the tree. Usage counts the tree's files: with
+    shared blocks (reflinks, btrfs snapshots) the filesystem cannot say
+    which are the snapshot's own.
+    """
+
+    def _fs(self, sid: str) -> Path:
+        return self.root / sid / "fs"
+
+    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
+        if kind is Kind.VIEW:
+            source = self._fs(parents[0]) if parents else self._fs(sid)
+            return [Mount("bind", str(source), ("rbind", "ro"))]
+        return [Mount("bind", str(self._fs(sid)), ("rbind", "rw"))]
+
+    def remove(self, sid: str) -> None:
+        remove_tree(self.root / sid)
+
+    def usage(self, sid: str, parents: Sequence[str]) -> Usage:
+        return disk_usage(self._fs(sid))
+
+    def apply_dir(self, sid: str, parents: Sequence[str]) -> ApplyTarget | None:
+        return ApplyTarget(self._fs(sid), "merged")
 
 
 def disk_usage(path: Path) -> Usage:

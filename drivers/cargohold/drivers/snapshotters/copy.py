@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cargohold.core.errors import CargoholdError
-from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
-from cargohold.drivers.snapshotters.common import disk_usage, remove_tree
+from cargohold.core.snapshots import Kind
+from cargohold.drivers.snapshotters.common import FullTreeSnapshotter
 
 FICLONE = 0x40049409
 
 
-class CopySnapshotter(SnapshotDriver):
+class CopySnapshotter(FullTreeSnapshotter):
     name = "copy"
 
     @classmethod
@@ -33,30 +33,12 @@ class CopySnapshotter(SnapshotDriver):
             return "bind mounts need root"
         return None
 
-    def _fs(self, sid: str) -> Path:
-        return self.root / sid / "fs"
-
     def create(self, sid: str, parents: Sequence[str], kind: Kind) -> None:
         (self.root / sid).mkdir(mode=0o711)
         if kind is Kind.ACTIVE and parents:
             copy_tree(self._fs(parents[0]), self._fs(sid))
         else:
             self._fs(sid).mkdir(mode=0o755)
-
-    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
-        if kind is Kind.VIEW:
-            source = self._fs(parents[0]) if parents else self._fs(sid)
-            return [Mount("bind", str(source), ("rbind", "ro"))]
-        return [Mount("bind", str(self._fs(sid)), ("rbind", "rw"))]
-
-    def remove(self, sid: str) -> None:
-        remove_tree(self.root / sid)
-
-    def usage(self, sid: str, parents: Sequence[str]) -> Usage:
-        return disk_usage(self._fs(sid))
-
-    def apply_dir(self, sid: str, parents: Sequence[str]) -> ApplyTarget | None:
-        return ApplyTarget(self._fs(sid), "merged")
 
 
 def copy_tree(source: Path, target: Path) -> None:

@@ -11,6 +11,7 @@ mounted layer by layer (see `cargohold.core.snapshots.Mount.mount`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -21,6 +22,8 @@ from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, U
 from cargohold.drivers.snapshotters.common import disk_usage, nearest_existing, remove_tree
 
 _probed: dict[int, str | None] = {}
+#: Beside the snapshotter's root: "<boot id> <kernel release> <device>" of a probe that worked.
+PROBE_CACHE = ".overlay-probe"
 
 
 class OverlaySnapshotter(SnapshotDriver):
@@ -35,7 +38,7 @@ class OverlaySnapshotter(SnapshotDriver):
         base = nearest_existing(root)
         device = base.stat().st_dev
         if device not in _probed:
-            _probed[device] = _probe(base)
+            _probed[device] = _remembered_probe(root, base, device)
         return _probed[device]
 
     def _fs(self, sid: str) -> Path:
@@ -84,6 +87,35 @@ class OverlaySnapshotter(SnapshotDriver):
         if not parents:
             return ApplyTarget(self._fs(sid), "merged")
         return ApplyTarget(self._fs(sid), "overlay", tuple(self._fs(p) for p in parents))
+
+
+def _remembered_probe(root: Path, base: Path, device: int) -> str | None:
+    """`_probe`, skipped when one on this filesystem worked since the last boot.
+
+    The mount costs about as much as the rest of a container start, and its
+    answer only changes with the kernel or the filesystem: a success is kept
+    in a file beside ``root`` (never in a directory made for it). A failure is
+    not kept, so a passing cause (a module not yet loaded) costs no more than
+    a probe per command.
+    """
+    cache = root.parent / PROBE_CACHE
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return _probe(base)  # no way to tell a reboot: probe every time
+    key = f"{boot_id} {os.uname().release} {device}"
+    try:
+        if cache.read_text().strip() == key:
+            return None
+    except (OSError, ValueError):
+        pass
+    reason = _probe(base)
+    if reason is None and root.parent.is_dir():
+        with contextlib.suppress(OSError):
+            scratch = cache.with_name(f"{PROBE_CACHE}.{os.getpid()}")
+            scratch.write_text(key + "\n")
+            os.replace(scratch, cache)
+    return reason
 
 
 def _probe(base: Path) -> str | None:

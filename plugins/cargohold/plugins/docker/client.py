@@ -20,19 +20,16 @@ and hands it over as a string; the plugin validates it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
+import functools
 import json
 import logging
 import os
-import socket
-import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from cargohold.core import hookimpl
 from cargohold.core.driver import DriverContext, DriverVolume, Scope, VolumeDriver
@@ -45,7 +42,14 @@ from cargohold.core.errors import (
     NotSupported,
     Unavailable,
 )
-from cargohold.plugins.docker.discovery import PluginAddress, find_plugin
+
+if TYPE_CHECKING:
+    # http.client, ssl and discovery are imported where a plugin is first
+    # looked up or called: every cargohold command loads this module, few use it
+    import http.client
+    import ssl
+
+    from cargohold.plugins.docker.discovery import PluginAddress
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +62,6 @@ BACKOFF_ENV = "CARGOHOLD_PLUGIN_BACKOFF"
 TIMEOUT_ENV = "CARGOHOLD_PLUGIN_TIMEOUT"
 # A List of many volumes is large, but an answer this big is a broken plugin.
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
-# What the idle side of a keep-alive connection looks like when the server closed it.
-_STALE_CONNECTION = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 class PluginError(CargoholdError):
@@ -106,20 +108,35 @@ def settings_from_env() -> dict[str, Any]:
     return settings
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = path
+def _stale_connection() -> tuple[type[OSError], ...]:
+    """What the idle side of a keep-alive connection looks like when the server closed it."""
+    import http.client
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
+    return (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+@functools.cache
+def _unix_connection_class() -> Callable[[str, float], http.client.HTTPConnection]:
+    """An HTTP connection over a unix socket (a class made on first use, for the import)."""
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, timeout: float) -> None:
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            try:
+                sock.connect(self.socket_path)
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection
 
 
 class PluginClient:
@@ -160,41 +177,29 @@ class PluginClient:
         """``POST /method`` with ``body`` as is; raise `Unavailable` if it cannot be done."""
         limit = self.timeout_for(method) if timeout is None else timeout
         conn, reused = self._connection(limit)
-        try:
-            answer = self._exchange(conn, method, body, limit)
-        except _STALE_CONNECTION as err:
-            conn.close()
-            if not reused:
-                raise self._unavailable(method, err, limit) from None
-            # The server closed an idle keep-alive connection: this request
-            # never reached it, so sending it once more on a new one is safe.
-            log.debug("plugin %s: idle connection closed (%s), reconnecting", self.name, err)
-            conn, _ = self._connection(limit, fresh=True)
-            answer = self._exchange_or_fail(conn, method, body, limit)
-        except OSError as err:
-            conn.close()
-            raise self._unavailable(method, err, limit) from None
-        except BaseException:
-            conn.close()
-            raise
-        self._release(conn)
-        return answer
-
-    def _exchange_or_fail(
-        self, conn: http.client.HTTPConnection, method: str, body: bytes, limit: float
-    ) -> Answer:
-        try:
-            return self._exchange(conn, method, body, limit)
-        except OSError as err:
-            conn.close()
-            raise self._unavailable(method, err, limit) from None
-        except BaseException:
-            conn.close()
-            raise
+        while True:
+            try:
+                answer = self._exchange(conn, method, body, limit)
+            except OSError as err:
+                conn.close()
+                if not (reused and isinstance(err, _stale_connection())):
+                    raise self._unavailable(method, err, limit) from None
+                # The server closed an idle keep-alive connection: this request
+                # never reached it, so sending it once more on a new one is safe.
+                log.debug("plugin %s: idle connection closed (%s), reconnecting", self.name, err)
+                conn, reused = self._connection(limit, fresh=True)
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            self._release(conn)
+            return answer
 
     def _exchange(
         self, conn: http.client.HTTPConnection, method: str, body: bytes, limit: float
     ) -> Answer:
+        import http.client
+
         conn.timeout = limit
         if conn.sock is not None:
             conn.sock.settimeout(limit)
@@ -254,8 +259,10 @@ class PluginClient:
                 time.sleep(wait)
 
     def _new_connection(self, limit: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self.address.scheme == "unix":
-            return _UnixConnection(self.address.socket_path, limit)
+            return _unix_connection_class()(self.address.socket_path, limit)
         host, port = self.address.host_port
         if self._ssl is not None:
             return http.client.HTTPSConnection(host, port, timeout=limit, context=self._ssl)
@@ -274,6 +281,8 @@ class PluginClient:
         return f"{host}:{port}"
 
     def _unreachable(self, err: OSError, attempts: int, spent: float) -> Unavailable:
+        import ssl
+
         hint = "start the plugin"
         if isinstance(err, ssl.SSLError):
             hint = f"check the plugin's TLS settings in {self.address.source or 'its address'}"
@@ -386,6 +395,8 @@ def _reason(err: OSError) -> str:
 
 
 def _ssl_context(address: PluginAddress) -> ssl.SSLContext:
+    import ssl
+
     tls = address.tls
     context = ssl.create_default_context(cafile=tls.ca_file if tls else None)
     if tls is not None:
@@ -457,6 +468,8 @@ class DockerPluginDriver(VolumeDriver):
         every Mount and Unmount carries an id made from the state directory
         and the volume: stable across processes, distinct between states.
         """
+        import hashlib
+
         return hashlib.sha256(f"cargohold\0{self.root}\0{name}".encode()).hexdigest()
 
     def path(self, name: str) -> Path:
@@ -548,6 +561,8 @@ _failures_lock = threading.Lock()
 @hookimpl(trylast=True)
 def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDriver | None:
     """A Docker volume plugin named ``name``, found where the engine finds plugins."""
+    from cargohold.plugins.docker.discovery import find_plugin
+
     address = find_plugin(name)
     if address is None:
         return None
