@@ -9,6 +9,7 @@ that serve plugins use unique names and remove their sockets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,6 +60,23 @@ class DockerEngine:
         self.stop()
         self.process = _start_dockerd(self.root, self.socket)
 
+    def crash_and_restart(self) -> None:
+        """SIGKILL the engine, as a crash (no clean-up, containers' shims live on), and
+        start it again on the same data root."""
+        self.process.kill()
+        self.process.wait()
+        # Its containerd dies with it, but may stay a zombie nobody reaps here; the new
+        # engine would take that pid for a live containerd, wait for it and never start.
+        pid_file = self.root / "exec" / "containerd" / "containerd.pid"
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int(pid_file.read_text())
+            deadline = time.monotonic() + 20
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not _alive(pid):
+                pid_file.unlink()
+        self.process = _start_dockerd(self.root, self.socket)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -67,6 +85,20 @@ class DockerEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1][:1]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def dockerd_missing_reason() -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from cargohold.core import Runtime
 
+from .realdocker import DockerEngine
 from .test_plugin_manager import install_fake_distribution
 
 CARGOHOLD = Path(sys.executable).parent / "cargohold"
@@ -112,11 +114,35 @@ def test_ls_filters_quiet_and_json(cli: Cli, state_dir: Path) -> None:
     assert cli.names("--filter", "dangling=true") == ["d1", "x1"]
     assert cli.names("--filter", "name=1", "--filter", "driver=local") == ["d1", "p1", "x1"]
     assert cli.names("--filter", "driver=bind") == []
-    rows = json.loads(cli("volume", "ls", "--format", "json", "--filter", "label=env").stdout)
-    assert [(r["Name"], r["Labels"]) for r in rows] == [
-        ("d1", {"env": "dev"}),
-        ("p1", {"env": "prod"}),
-    ]
+    out = cli("volume", "ls", "--format", "json", "--filter", "label=env").stdout
+    rows = [json.loads(line) for line in out.splitlines()]  # docker's form: a JSON object a line
+    assert [(r["Name"], r["Labels"]) for r in rows] == [("d1", "env=dev"), ("p1", "env=prod")]
+    assert cli("volume", "ls", "--format", "json", "--filter", "name=zz").stdout == ""
+
+
+def test_ls_json_has_the_fields_docker_gives(
+    cli: Cli, docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """``volume ls --format json`` as the real docker CLI prints it, field for field."""
+    name = f"ls-json-{secrets.token_hex(4)}"
+    args = ["volume", "create", "--label", "b=2", "--label", "a=", name]
+    docker_engine.docker(*args)
+    try:
+        theirs = docker_engine.docker("volume", "ls", "--format", "json", "-f", f"name={name}")
+    finally:
+        docker_engine.docker("volume", "rm", name)
+    cli(*args)
+    ours = cli("volume", "ls", "--format", "json", "-q").stdout  # --format wins, as in docker
+    (their_row,) = [json.loads(line) for line in theirs.stdout.splitlines()]
+    (our_row,) = [json.loads(line) for line in ours.splitlines()]
+    assert sorted(our_row) == sorted(their_row)
+    assert ours.strip() == json.dumps(our_row, sort_keys=True, separators=(",", ":"))
+    for key, value in their_row.items():
+        if key == "Labels":  # docker lists them in map order; we sort them
+            assert sorted(our_row[key].split(",")) == sorted(value.split(","))
+        elif key != "Mountpoint":
+            assert our_row[key] == value, key
+    assert Path(our_row["Mountpoint"]).is_relative_to(cli.state_dir)
 
 
 def test_rm_in_use_refused_even_forced(cli: Cli, state_dir: Path) -> None:
@@ -168,7 +194,20 @@ def test_prune(cli: Cli, state_dir: Path) -> None:
 
     cli("volume", "prune", "-a", "-f", "--filter", "label=tmp")
     assert sorted(cli.names()) == sorted(["keep", busy])
-    cli("volume", "prune", "--all", "--force", "--filter", "label!=tmp")
+    # docker's all filter is -a; dangling=false selects only used volumes: nothing to prune
+    cli("volume", "prune", "-f", "--filter", "all=true", "--filter", "dangling=false")
+    assert sorted(cli.names()) == sorted(["keep", busy])
+    cli(
+        "volume",
+        "prune",
+        "--force",
+        "--filter",
+        "all=1",
+        "--filter",
+        "label!=tmp",
+        "--filter",
+        "dangling=true",
+    )
     assert cli.names() == [busy]
 
     result = cli("volume", "prune", "--filter", "dangling=maybe", "-f", code=1)
@@ -267,6 +306,7 @@ def test_secret_never_printed_nor_stored(cli: Cli, state_dir: Path, tmp_path: Pa
     cli("volume", "create", "-d", "vaulty", "-o", "token=env:VAULTY_TOKEN", "v1", **env)
     inspected = cli("volume", "inspect", "v1", **env).stdout
     assert json.loads(inspected)[0]["Options"] == {"token": "env:VAULTY_TOKEN"}
+    listed = cli("volume", "ls", "--format", "json", **env).stdout
     failed = cli(
         "volume",
         "create",
@@ -283,7 +323,7 @@ def test_secret_never_printed_nor_stored(cli: Cli, state_dir: Path, tmp_path: Pa
     assert failed.stderr == "Error: server refused token ********\n"
     literal = cli("volume", "create", "-d", "vaulty", "-o", f"token={secret}", "v3", code=1, **env)
     assert "token is secret" in literal.stderr
-    for output in (inspected, failed.stdout, failed.stderr, literal.stdout, literal.stderr):
+    for output in (inspected, listed, failed.stdout, failed.stderr, literal.stdout, literal.stderr):
         assert secret not in output
     written = b"".join(p.read_bytes() for p in state_dir.rglob("*") if p.is_file())
     assert b"env:VAULTY_TOKEN" in written and secret.encode() not in written

@@ -84,6 +84,10 @@ def test_wheel_carries_all_three_roots(wheelhouse: Path) -> None:
     (wheel,) = wheelhouse.glob("cargohold-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cargohold/__init__.py" not in names
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"cargohold"}  # nothing else lands in site-packages
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert "Requires-Python: >=3.11" in zipfile.ZipFile(wheel).read(metadata).decode()
     for root in SOURCE_ROOTS:
         missing = source_modules(root) - names
         assert not missing, f"{root}/ files missing from the wheel: {sorted(missing)}"
@@ -113,4 +117,33 @@ def test_non_editable_install_works(tmp_path: Path, wheelhouse: Path) -> None:
     assert "local, bind" in plugins
     venv.run("cargohold", "volume", "create", "--label", "a=b", "v1", state_dir=state)
     assert venv.run("cargohold", "volume", "ls", "-q", state_dir=state).stdout == "v1\n"
+    assert (state / "drivers" / "local" / "v1" / "_data").is_dir()
+
+
+def test_editable_install_works(tmp_path: Path, wheelhouse: Path) -> None:
+    """What ``pip install -e .`` installs: hatchling's editable wheel (the PEP 660 hook)."""
+    editable = tmp_path / "editable"
+    build = "import sys; from hatchling.build import build_editable; build_editable(sys.argv[1])"
+    built = subprocess.run(
+        [sys.executable, "-c", build, str(editable)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = editable.glob("cargohold-*.whl")
+    venv = FreshVenv(tmp_path / "venv")
+    venv.install(str(wheel), find_links=(wheelhouse,))
+    state = tmp_path / "state"
+
+    where = venv.run(
+        "python",
+        "-c",
+        "import json, cargohold.core, cargohold.plugins, cargohold.drivers as d;"
+        "print(json.dumps([m.__file__ for m in (cargohold.core, cargohold.plugins, d)]))",
+        state_dir=state,
+    )
+    for file, root in zip(json.loads(where.stdout), SOURCE_ROOTS, strict=True):
+        assert Path(file).is_relative_to(ROOT / root), file  # the checkout itself
+
+    assert "0.1.0" in venv.run("cargohold", "--version", state_dir=state).stdout
+    assert "local, bind" in venv.run("cargohold", "plugin", "ls", state_dir=state).stdout
+    venv.run("cargohold", "volume", "create", "v1", state_dir=state)
     assert (state / "drivers" / "local" / "v1" / "_data").is_dir()

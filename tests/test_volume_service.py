@@ -6,6 +6,7 @@ show what reached the driver and what the core refused first.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -314,6 +315,13 @@ def test_prune_with_label_filters(prune_set: Runtime) -> None:
     assert remaining(prune_set) == ["anon-busy", "named-busy", "named-keep"]
 
 
+def test_prune_dangling_filter(prune_set: Runtime) -> None:
+    # prune only removes unused volumes: dangling=false leaves it nothing to remove
+    assert prune_set.volumes.prune({"all": {"true"}, "dangling": {"false"}}).removed == []
+    assert sorted(prune_set.volumes.prune({"dangling": {"true"}}).removed) == ["anon1", "anon2"]
+    assert remaining(prune_set) == ["anon-busy", "named-busy", "named-drop", "named-keep"]
+
+
 def test_dangling_filter_lists_unused(prune_set: Runtime) -> None:
     dangling = [v.name for v in prune_set.volumes.list({"dangling": {"true"}})]
     used = [v.name for v in prune_set.volumes.list({"dangling": {"false"}})]
@@ -440,7 +448,10 @@ def test_env_and_file_secrets_reach_the_driver_only(
     assert SECRET.encode() not in state_bytes(rt.state_dir)
 
 
-def test_driver_errors_are_masked(rt: Runtime, secret_env: str) -> None:
+def test_driver_errors_are_masked(
+    rt: Runtime, secret_env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
     with pytest.raises(CargoholdError) as caught:
         rt.volumes.create("v1", "secretive", {"user": "amy", "password": secret_env, "fail": "1"})
     message = str(caught.value)
@@ -455,6 +466,8 @@ def test_driver_errors_are_masked(rt: Runtime, secret_env: str) -> None:
         rt.volumes.mount("v2", "c1")
     assert SECRET not in str(caught.value)
     assert rt.volumes.get("v2").refs == {}
+    rt.volumes.remove("v2")
+    assert SECRET not in caplog.text  # nor in anything logged on the way
 
 
 def test_literal_secret_is_refused_without_echo(rt: Runtime, secret_env: str) -> None:
@@ -602,6 +615,83 @@ def test_processes_keep_counts_exact(state_dir: Path) -> None:
         log = (counting(rt).root / "calls.log").read_text().split("\n")
         assert log.count("create contended") == 1  # exactly one process created it
         assert log.count("mount contended") == 1  # and only the first reference mounted
+
+
+def test_failed_or_refused_work_leaves_no_trace(rt: Runtime, secret_env: str) -> None:
+    """A failing driver create, a removed or a missing volume: no record, no data, no lock file."""
+    for driver in ("secretive", "other"):
+        rt.drivers.get(driver)  # their data areas are made on first use
+    rt.volumes.create("warm", "counting")
+    rt.volumes.remove("warm")
+    before = files_under(rt.state_dir)
+    with pytest.raises(CargoholdError, match="denied"):
+        rt.volumes.create("v1", "secretive", {"user": "u", "password": secret_env, "fail": "1"})
+    with pytest.raises(NotFound):
+        rt.volumes.remove("ghost")
+    rt.volumes.remove("ghost", force=True)
+    with pytest.raises(NotFound):
+        rt.volumes.mount("ghost", "c1")
+    rt.volumes.create("v2", "counting")
+    with pytest.raises(Conflict, match="driver 'counting' already has volume 'v2'"):
+        rt.volumes.create("v2", "other")
+    assert (rt.state_dir / "locks" / "v2").exists()  # kept while the volume lives
+    rt.volumes.remove("v2")
+    assert rt.volumes.list() == []
+    assert files_under(rt.state_dir) == before
+
+
+class Watchful(CountingDriver):
+    """Counts calls that overlap: the core's lock must keep them apart."""
+
+    name = "watchful"
+    guard = threading.Lock()
+    inside = 0
+    overlaps = 0
+
+    def _note(self, call: str, name: str) -> None:
+        with self.guard:
+            Watchful.inside += 1
+            Watchful.overlaps += Watchful.inside > 1
+        try:
+            super()._note(call, name)
+        finally:
+            with self.guard:
+                Watchful.inside -= 1
+
+
+def test_lock_files_come_and_go_without_splitting_a_lock(state_dir: Path) -> None:
+    class Provides:
+        @hookimpl
+        def cargohold_volume_drivers(self) -> list[type[VolumeDriver]]:
+            return [Watchful]
+
+    Watchful.slow, Watchful.overlaps = 0.001, 0
+    errors: list[BaseException] = []
+    with Runtime(state_dir, plugins=[Provides()]) as rt:
+
+        def worker(index: int) -> None:
+            try:
+                for _ in range(15):
+                    rt.volumes.create("churn", "watchful")
+                    try:
+                        rt.volumes.mount("churn", f"t{index}")
+                    except NotFound:
+                        continue  # another thread removed it between our calls
+                    rt.volumes.unmount("churn", f"t{index}")
+                    with contextlib.suppress(InUse):  # another thread has it mounted
+                        rt.volumes.remove("churn", force=True)
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and Watchful.overlaps == 0
+        rt.volumes.remove("churn", force=True)
+        assert rt.volumes.list() == []
+        assert list((state_dir / "locks").iterdir()) == []
 
 
 def test_locks_are_per_volume(rt: Runtime) -> None:

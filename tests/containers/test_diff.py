@@ -59,3 +59,34 @@ def test_placeholders_are_left_out_when_new_and_empty(tmp_path: Path) -> None:
     write_changes(lower, upper, out, placeholders=["etc/hosts", "etc/hostname"])
     with tarfile.open(out) as tar:
         assert sorted(tar.getnames()) == ["etc", "etc/hostname"]
+
+
+# a file capability (cap_net_raw+ep): binary, not UTF-8
+CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")
+
+
+def test_extended_attributes_are_kept_and_their_changes_seen(tmp_path: Path) -> None:
+    from cargohold.core.layers import apply_layer
+
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    lower.mkdir()
+    (lower / "ping").write_bytes(b"elf")
+    upper.mkdir()
+    shutil.copy2(lower / "ping", upper / "ping")  # same size and mtime as below
+    os.setxattr(upper / "ping", "user.note", b"\xff binary")  # only an attribute changed
+    (upper / "new").write_text("n")
+    os.setxattr(upper / "new", "user.tag", b"t")
+    if os.geteuid() == 0:
+        os.setxattr(upper / "new", "security.capability", CAPABILITY)
+    out = tmp_path / "layer.tar"
+    write_changes(lower, upper, out)
+    with tarfile.open(out) as tar:
+        assert sorted(tar.getnames()) == ["new", "ping"]
+    applied = tmp_path / "applied"
+    shutil.copytree(lower, applied)
+    with open(out, "rb") as stream:
+        apply_layer(stream, applied, "merged")
+    assert os.getxattr(applied / "ping", "user.note") == b"\xff binary"
+    assert os.getxattr(applied / "new", "user.tag") == b"t"
+    if os.geteuid() == 0:
+        assert os.getxattr(applied / "new", "security.capability") == CAPABILITY

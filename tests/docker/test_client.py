@@ -37,6 +37,7 @@ from cargohold.plugins.docker.discovery import (
     SOCKET_DIR_ENV,
     SPEC_DIRS_ENV,
     PluginAddress,
+    TLSSettings,
     candidate_paths,
     find_plugin,
 )
@@ -549,6 +550,24 @@ def test_tls_verifies_the_plugin_unless_told_not_to(
         assert rt.volumes.create("v2", driver=no_ca).name == "v2"
 
 
+def test_an_https_spec_file_is_dialled_without_verification_as_the_engine_does(
+    dirs: PluginDirs, plugins: list[MiniPlugin], tmp_path: Path, pki: Pki
+) -> None:
+    # moby gives every socket and .spec plugin InsecureSkipVerify: only .json verifies.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)  # signed by a CA no one trusts
+    plugin = MiniPlugin(tmp_path / "data")
+    plugins.append(plugin)
+    port = plugin.serve_tcp(context)
+    name = unique("tls")
+    (dirs.etc / f"{name}.spec").write_text(f"https://127.0.0.1:{port}\n")
+    found = find_plugin(name)
+    assert found is not None and found.tls == TLSSettings(insecure_skip_verify=True)
+    with runtime_with_client(tmp_path / "state") as rt:
+        assert rt.volumes.create("v1", driver=name).name == "v1"
+    assert "v1" in plugin.volumes
+
+
 # -- the command line ---------------------------------------------------------
 
 
@@ -582,6 +601,19 @@ def test_cli_uses_a_plugin_by_name(
     plugin.volumes["v1"].refs.clear()
     assert cargohold("volume", "rm", "v1", state=state).returncode == 0
     assert plugin.volumes == {}
+
+
+def test_option_help_for_a_plugin_says_options_pass_through(
+    dirs: PluginDirs, plugins: list[MiniPlugin], tmp_path: Path
+) -> None:
+    name = unique()
+    plugin = serve(plugins, tmp_path / "data", dirs.sockets / f"{name}.sock")
+    shown = cargohold("volume", "create", "-d", name, "-o", "help", state=tmp_path / "state")
+    assert shown.returncode == 0, shown.stderr
+    assert f"driver {name} (scope local) declares no options" in shown.stdout
+    assert "every -o key=value passes through to it unchanged" in shown.stdout
+    assert "(none)" not in shown.stdout
+    assert plugin.volumes == {}, "asking for help created nothing"
 
 
 def test_volumes_of_a_dead_plugin_still_list(

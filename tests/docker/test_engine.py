@@ -12,6 +12,7 @@ import json
 import secrets
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from cargohold.core import Runtime
 from cargohold.plugins.docker.listen import SOCKET_DIR, SPEC_DIR
 
 from ..realdocker import DockerEngine
-from .conftest import PluginClient, ServeProcess, unique_name
+from .conftest import CARGOHOLD, PluginClient, ServeProcess, unique_name
 from .tlsfiles import make_tls_files
 
 RUN = ("run", "--rm", "--network", "none")
@@ -335,3 +336,50 @@ def test_engine_reaches_a_tls_plugin_through_its_json_file(
         proc.stop()
         spec.unlink(missing_ok=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def cargohold_cli(plugin: EnginePlugin, *args: str) -> subprocess.CompletedProcess[str]:
+    """The cargohold command line on the served plugin's state directory."""
+    return subprocess.run(
+        [CARGOHOLD, "--state-dir", str(plugin.state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_engine_killed_leaves_references_the_operator_releases(
+    engine: DockerEngine, busybox_image: str, plugin: EnginePlugin
+) -> None:
+    vol, container = volume_name(), unique_name("chc")
+    with cleanup(engine, [vol], [container]):
+        engine.docker("volume", "create", "-d", plugin.name, vol)
+        engine.docker(
+            "run", "-d", "--network", "none", "--name", container,
+            "-v", f"{vol}:/data", busybox_image, "sh", "-c", "echo kept > /data/f; sleep 300",
+        )  # fmt: skip
+        (mount_id,) = plugin.refs(vol)
+        engine.crash_and_restart()  # SIGKILL while the container uses the volume
+        engine.docker("rm", "-f", container)
+        # the engine never unmounts what the crash lost: the reference stays, removal fails
+        assert plugin.settled_refs(vol, 0, timeout=2) == {mount_id: 1}
+        refused = engine.docker("volume", "rm", vol, check=False)
+        assert refused.returncode != 0 and f"in use - [{mount_id}]" in refused.stderr
+
+        status = cargohold_cli(plugin, "plugin", "status", plugin.name)
+        assert status.returncode == 0, status.stderr
+        assert mount_id in status.stdout
+        assert "cargohold volume unmount VOLUME --id MOUNT_ID" in status.stdout
+        listed = cargohold_cli(plugin, "volume", "unmount", vol)
+        assert listed.returncode == 0 and mount_id in listed.stdout
+        wrong = cargohold_cli(plugin, "volume", "unmount", vol, "--id", "f" * 64)
+        assert wrong.returncode == 1 and f"has no reference {'f' * 64}" in wrong.stderr
+        assert plugin.refs(vol) == {mount_id: 1}, "a refused release changed nothing"
+
+        released = cargohold_cli(plugin, "volume", "unmount", vol, "--id", mount_id)
+        assert released.returncode == 0, released.stderr
+        assert f"released {mount_id} (1 mount)" in released.stdout
+        assert plugin.refs(vol) == {}
+        assert (plugin.data_root / vol / "_data" / "f").read_text() == "kept\n"
+        engine.docker("volume", "rm", vol)
+        assert not (plugin.data_root / vol).exists()

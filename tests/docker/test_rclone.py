@@ -160,7 +160,8 @@ def test_rclone_volume_lifecycle_through_the_cli(rclone: Rclone, tmp_path: Path)
     )
 
     listed = cargohold("volume", "ls", "--format", "json", state=state)
-    assert [(v["Name"], v["Driver"]) for v in json.loads(listed.stdout)] == [("photos", name)]
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]  # a JSON object a line
+    assert [(v["Name"], v["Driver"]) for v in rows] == [("photos", name)]
     inspected = json.loads(cargohold("volume", "inspect", "photos", state=state).stdout)[0]
     assert inspected["Options"] == {"remote": str(rclone.remote)}
     assert inspected["Scope"] == "local"

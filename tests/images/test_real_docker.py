@@ -232,3 +232,33 @@ def test_docker_loads_and_runs_what_cargohold_saves(
         assert inspected.stdout.strip() == runtime.images.get(tag).id
     finally:
         docker_engine.docker("rmi", "-f", tag, check=False)
+
+
+# Lists the image's files (not what each engine adds: /proc, /sys, /dev, /etc,
+# /.dockerenv) with type, mode, owner and, for files, a content hash.
+LISTING = r"""
+cd / && busybox find . -xdev \( -path ./proc -o -path ./sys -o -path ./dev -o -path ./etc \
+  -o -path ./.dockerenv \) -prune -o -print | busybox sort | while read -r p; do
+  busybox stat -c '%n|%F|%a|%u|%g|%N' "$p"
+  if [ -f "$p" ] && [ ! -L "$p" ]; then busybox md5sum < "$p"; fi
+done
+"""
+
+
+@pytest.mark.parametrize("snapshotter", ["overlay", "copy"])
+def test_the_same_command_lists_the_same_files_in_both(
+    docker_engine: DockerEngine, engine_image: EngineImage, snapshotter: str, tmp_path: Path
+) -> None:
+    command = ("run", "--rm", "--network", "none", engine_image.hello, "sh", "-c", LISTING)
+    theirs = docker_engine.docker(*command).stdout
+    state = tmp_path / "state"
+    assert cli(state, "image", "load", "-q", "-i", str(engine_image.archive)).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARGOHOLD_")}
+    env |= {"CARGOHOLD_STATE_DIR": str(state), "CARGOHOLD_SNAPSHOTTER": snapshotter}
+    ours = subprocess.run(
+        [str(CARGOHOLD), *command], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert ours.returncode == 0, ours.stderr
+    assert "./opt/keep|regular file|640|1234|5678" in theirs  # the listing says something
+    assert "./opt/gone" not in theirs and "./becomes-file|regular file" in theirs
+    assert ours.stdout == theirs

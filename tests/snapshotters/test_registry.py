@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from cargohold.core import Runtime, hookimpl
+from cargohold.core import Runtime, hookimpl, mounts
 from cargohold.core.errors import NotFound, NotSupported
 from cargohold.core.snapshot_conformance import layer, remove_all
 from cargohold.core.snapshots import SNAPSHOTTER_ENV, default_snapshotter
@@ -94,3 +94,20 @@ def test_concurrent_unpacks_of_one_image_agree(tmp_path: Path) -> None:
             assert len(snap.walk()) == 8  # each layer once, no leftover unpack snapshot
         finally:
             remove_all(snap)
+
+
+def test_the_probe_falls_back_to_copy_where_overlay_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state directory on overlayfs (as inside many containers): no overlay upper there."""
+    monkeypatch.delenv(SNAPSHOTTER_ENV, raising=False)
+    for part in ("lower", "upper", "work", "merged"):
+        (tmp_path / part).mkdir()
+    merged = tmp_path / "merged"
+    options = f"lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,workdir={tmp_path}/work"
+    mounts.mount("overlay", merged, "overlay", 0, options)
+    try:
+        assert default_snapshotter(merged / "state") == "copy"
+        assert default_snapshotter(tmp_path / "state") == "overlay"  # the same host, on ext4
+    finally:
+        mounts.umount(merged, detach=True)

@@ -34,8 +34,10 @@ def runtime() -> Runtime:
     rt = root.meta.get("cargohold.runtime")
     if rt is None:
         state_dir = root.params.get("state_dir")
+        # the manager `main` built for this command line (building one is slow)
+        pm = root.obj if isinstance(root.obj, PluginManager) else None
         try:
-            rt = Runtime(Path(state_dir) if state_dir else None, plugin_manager=_plugin_manager)
+            rt = Runtime(Path(state_dir) if state_dir else None, plugin_manager=pm)
         except (OSError, sqlite3.Error, RuntimeError) as err:
             where = state_dir or default_state_dir()
             raise CargoholdError(
@@ -142,6 +144,14 @@ def volume_create(
 
 
 def describe_options(driver: VolumeDriver) -> None:
+    if driver.accepts_any_option and not driver.options:
+        # a remote Docker plugin: the protocol has no way to declare options
+        click.echo(
+            f"driver {driver.name} (scope {driver.scope}) declares no options: every "
+            "-o key=value passes through to it unchanged, and it checks them itself "
+            "(see the plugin's own documentation)"
+        )
+        return
     click.echo(f"driver {driver.name} (scope {driver.scope}) takes these options:")
     if not driver.options:
         click.echo("  (none)")
@@ -171,15 +181,32 @@ def describe_options(driver: VolumeDriver) -> None:
 @click.option("-f", "--filter", "filters", multiple=True, help="dangling=, driver=, label=, name=")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
-    """List volumes."""
+    """List volumes (--format json: one JSON object a line, as docker volume ls)."""
     volumes = runtime().volumes.list(parse_filters(filters, LIST_FILTERS))
-    if quiet:
+    if fmt == "json":  # as docker: one object per line, and --format wins over -q
+        for v in volumes:
+            click.echo(json.dumps(_listed_view(v), sort_keys=True, separators=(",", ":")))
+    elif quiet:
         for v in volumes:
             click.echo(v.name)
-    elif fmt == "json":
-        emit_json([v.to_docker() for v in volumes])
     else:
         table([[v.driver, v.name] for v in volumes], ["DRIVER", "VOLUME NAME"])
+
+
+def _listed_view(v: Volume) -> dict[str, str]:
+    """A row of ``docker volume ls --format json``: the CLI's fields, all strings."""
+    return {
+        "Availability": "N/A",
+        "Driver": v.driver,
+        "Group": "N/A",
+        "Labels": ",".join(f"{k}={value}" for k, value in sorted(v.labels.items())),
+        "Links": "N/A",
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Scope": v.scope,
+        "Size": "N/A",
+        "Status": "N/A",
+    }
 
 
 @volume.command("inspect")
@@ -214,7 +241,7 @@ def volume_rm(names: tuple[str, ...], force: bool) -> None:
 @click.option(
     "-a", "--all", "prune_all", is_flag=True, help="also named volumes, not only anonymous"
 )
-@click.option("--filter", "filters", multiple=True, help="label=, label!=")
+@click.option("--filter", "filters", multiple=True, help="label=, label!=, all=, dangling=")
 @click.option("-f", "--force", is_flag=True, help="do not ask for confirmation")
 def volume_prune(prune_all: bool, filters: tuple[str, ...], force: bool) -> None:
     """Remove unused volumes (anonymous ones, or all with -a)."""
@@ -270,23 +297,17 @@ def plugin_ls(fmt: str) -> None:
 # -- entry point -------------------------------------------------------------
 
 
-#: The plugin manager `build_cli` made, reused by `runtime` (building one is slow).
-_plugin_manager: PluginManager | None = None
-
-
-def build_cli() -> click.Group:
-    """The command line, with every plugin's commands added."""
-    global _plugin_manager
-    pm = build_plugin_manager()
+def build_cli(pm: PluginManager) -> click.Group:
+    """The command line, with the commands of ``pm``'s plugins added."""
     pm.hook.cargohold_cli(group=cli)
-    _plugin_manager = pm
     return cli
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        group = build_cli()
-        group.main(args=argv, prog_name="cargohold", standalone_mode=False)
+        pm = build_plugin_manager()
+        # the manager travels in the click context, for `runtime`: no module-global one
+        build_cli(pm).main(args=argv, prog_name="cargohold", standalone_mode=False, obj=pm)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)

@@ -2,13 +2,15 @@
 
 Given the tree below (``lower``, the image) and the tree above (``upper``,
 the container's root), `write_changes` writes a layer tar that, applied on
-``lower``, gives ``upper``: new and changed entries as they are in ``upper``,
-and a ``.wh.<name>`` whiteout for each entry that ``upper`` lacks. Works on
-mounted trees, so it serves every snapshotter alike.
+``lower``, gives ``upper``: new and changed entries as they are in ``upper``
+(extended attributes included, such as file capabilities), and a
+``.wh.<name>`` whiteout for each entry that ``upper`` lacks. Works on mounted
+trees, so it serves every snapshotter alike.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -43,18 +45,49 @@ def write_changes(
             return None
         return None if _under_any(info.name, excluded) else info
 
+    def entry(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        kept = keep(info)
+        if kept is not None:
+            # as Docker's tars carry them: what apply_layer reads back
+            headers = {
+                _XATTR_PAX + name: value.decode("utf-8", "surrogateescape")
+                for name, value in _xattrs(upper / kept.name).items()
+            }
+            if headers:
+                kept.pax_headers = {**kept.pax_headers, **headers}
+        return kept
+
     with tarfile.open(output, "w", format=tarfile.PAX_FORMAT) as tar:
-        _diff_dir(tar, lower, upper, "", keep)
+        _diff_dir(tar, lower, upper, "", keep, entry)
 
 
 _Keep = Callable[[tarfile.TarInfo], tarfile.TarInfo | None]
+_XATTR_PAX = "SCHILY.xattr."
+# overlay's own bookkeeping is never part of a layer
+_SKIPPED_XATTRS = ("trusted.overlay.",)
+
+
+def _xattrs(path: Path) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+        return {
+            n: os.getxattr(path, n, follow_symlinks=False)
+            for n in sorted(names)
+            if not n.startswith(_SKIPPED_XATTRS)
+        }
+    except OSError as err:
+        if err.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
 
 
 def _under_any(path: str, tops: frozenset[str]) -> bool:
     return any(path == top or path.startswith(top + "/") for top in tops)
 
 
-def _diff_dir(tar: tarfile.TarFile, lower: Path, upper: Path, rel: str, keep: _Keep) -> None:
+def _diff_dir(
+    tar: tarfile.TarFile, lower: Path, upper: Path, rel: str, keep: _Keep, entry: _Keep
+) -> None:
     upper_dir = upper / rel if rel else upper
     lower_dir = lower / rel if rel else lower
     upper_names = sorted(os.listdir(upper_dir))
@@ -76,11 +109,11 @@ def _diff_dir(tar: tarfile.TarFile, lower: Path, upper: Path, rel: str, keep: _K
         both_dirs = old is not None and stat.S_ISDIR(old.st_mode) and stat.S_ISDIR(new.st_mode)
         if old is None or _changed(old, new, lower / path, upper / path):
             recursive = not both_dirs and old is None
-            tar.add(upper / path, arcname=path, recursive=recursive, filter=keep)
+            tar.add(upper / path, arcname=path, recursive=recursive, filter=entry)
             if old is not None and not both_dirs and stat.S_ISDIR(new.st_mode):
-                _add_tree(tar, upper, path, keep)
+                _add_tree(tar, upper, path, entry)
         if both_dirs:
-            _diff_dir(tar, lower, upper, path, keep)
+            _diff_dir(tar, lower, upper, path, keep, entry)
 
 
 def _add_tree(tar: tarfile.TarFile, root: Path, rel: str, keep: _Keep) -> None:
@@ -99,6 +132,8 @@ def _changed(old: os.stat_result, new: os.stat_result, old_path: Path, new_path:
     if stat.S_IFMT(old.st_mode) != stat.S_IFMT(new.st_mode):
         return True
     if (old.st_mode, old.st_uid, old.st_gid) != (new.st_mode, new.st_uid, new.st_gid):
+        return True
+    if _xattrs(old_path) != _xattrs(new_path):  # e.g. setcap: neither size nor mtime moves
         return True
     if stat.S_ISDIR(new.st_mode):
         return False  # entries below are compared one by one

@@ -9,7 +9,9 @@ from cargohold.core.errors import InvalidArgument
 Filters = dict[str, set[str]]
 
 LIST_FILTERS = frozenset({"dangling", "driver", "label", "label!", "name"})
-PRUNE_FILTERS = frozenset({"label", "label!", "all"})
+# prune only ever removes unused volumes: dangling=true is what it does anyway,
+# dangling=false selects nothing it may remove
+PRUNE_FILTERS = frozenset({"label", "label!", "all", "dangling"})
 
 
 def parse_filters(pairs: Iterable[str], allowed: frozenset[str]) -> Filters:

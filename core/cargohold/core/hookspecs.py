@@ -225,6 +225,6 @@ def cargohold_cli(group: click.Group) -> None:
     Called once when the CLI starts, with the top-level `click.Group`. Use
     ``group.add_command`` or look up an existing subgroup with
     ``group.commands["volume"]``. Commands reach the runtime through
-    ``click.get_current_context().find_object(Runtime)``... or simply
-    ``cargohold.core.cli.runtime()``.
+    ``cargohold.core.cli.runtime()``, built on first use and closed when the
+    command ends.
     """

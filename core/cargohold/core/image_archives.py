@@ -64,6 +64,32 @@ class Hashing:
         return f"sha256:{self.hash.hexdigest()}"
 
 
+class Counted:
+    """A reader that reports the size of every chunk read through it (for progress)."""
+
+    def __init__(self, raw: Reader, report: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.report = report
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.report(len(data))
+        return data
+
+
+class CountedWriter:
+    """A binary sink that reports the size of every chunk written to it (for progress)."""
+
+    def __init__(self, raw: IO[bytes], report: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.report = report
+
+    def write(self, data: bytes) -> int:
+        written = self.raw.write(data)
+        self.report(len(data))
+        return written
+
+
 class Prepend:
     """A reader giving ``head`` and then the rest of ``raw`` (to sniff magic bytes)."""
 

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -72,6 +72,8 @@ log = logging.getLogger(__name__)
 
 #: Label on a committed layer snapshot: the diff id it holds.
 LAYER_LABEL = "cargohold.layer.diff-id"
+# told the size of each chunk of bytes an image command moves (see cargohold.core.progress)
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -377,14 +379,26 @@ class ImageStore:
 
     # -- ingest ----------------------------------------------------------------
 
-    def _stage_layer(self, staging: _Staging, stream: Reader, expect: str | None, what: str) -> str:
-        """Decompress ``stream`` into staging; return its diff id (checked if ``expect``)."""
+    def _stage_layer(
+        self,
+        staging: _Staging,
+        stream: Reader,
+        expect: str | None,
+        what: str,
+        progress: Progress | None = None,
+    ) -> str:
+        """Decompress ``stream`` into staging; return its diff id (checked if ``expect``).
+
+        ``progress`` is told the size of each chunk read from ``stream``.
+        """
         import gzip
         import tarfile
 
-        from cargohold.core.image_archives import GZIP_MAGIC, ZSTD_MAGIC, Prepend
+        from cargohold.core.image_archives import GZIP_MAGIC, ZSTD_MAGIC, Counted, Prepend
         from cargohold.core.layers import check_layer
 
+        if progress is not None:
+            stream = Counted(stream, progress)
         head = stream.read(4)
         chained: Reader = Prepend(head, stream)
         if head.startswith(GZIP_MAGIC):
@@ -462,12 +476,13 @@ class ImageStore:
                 blob.unlink(missing_ok=True)
             raise
 
-    def load(self, path: str | Path) -> builtins.list[Image]:
+    def load(self, path: str | Path, progress: Progress | None = None) -> builtins.list[Image]:
         """Load a ``docker save`` archive, an OCI archive or an OCI layout directory.
 
         Every blob's digest and every layer's diff id is checked; any
         mismatch, missing file or corrupt data raises `InvalidArgument` and
-        leaves the store as it was.
+        leaves the store as it was. ``progress`` is told each chunk of layer
+        bytes read.
         """
         from cargohold.core.image_archives import Hashing, Source, check_layer_digest, read_archive
         from cargohold.core.layers import LayerError
@@ -482,7 +497,9 @@ class ImageStore:
                     for item in found.layers:
                         with source.open(item.name) as stream:
                             hashing = Hashing(stream)
-                            self._stage_layer(staging, hashing, item.diff_id, f"layer {item.name}")
+                            self._stage_layer(
+                                staging, hashing, item.diff_id, f"layer {item.name}", progress
+                            )
                             hashing.drain()
                         check_layer_digest(item, hashing.digest)
                     staging.images.append(_StagedImage(found.config, found.diff_ids, found.tags))
@@ -499,24 +516,30 @@ class ImageStore:
         *,
         changes: Sequence[str] = (),
         message: str = "",
+        progress: Progress | None = None,
     ) -> Image:
         """Make a one-layer image from a root filesystem tarball (plain or gzip).
 
         ``path`` ``-`` reads standard input. ``changes`` are Dockerfile-like
         instructions (``CMD``, ``ENTRYPOINT``, ``ENV``, ``WORKDIR``, ``USER``,
-        ``VOLUME``, ``LABEL``), as ``docker import --change``.
+        ``VOLUME``, ``LABEL``), as ``docker import --change``. ``progress`` is
+        told each chunk read.
         """
         tag = normalize_reference(ref) if ref else None
         run_config = apply_changes({}, changes)
         with self._locked(), self._staging() as staging:
             if str(path) == "-":
-                diff_id = self._stage_layer(staging, sys.stdin.buffer, None, "standard input")
+                diff_id = self._stage_layer(
+                    staging, sys.stdin.buffer, None, "standard input", progress
+                )
             else:
                 source_path = Path(path)
                 if not source_path.is_file():
                     raise NotFound(f"rootfs tarball {path} does not exist")
                 with open(source_path, "rb") as f:
-                    diff_id = self._stage_layer(staging, f, None, f"rootfs tarball {path}")
+                    diff_id = self._stage_layer(
+                        staging, f, None, f"rootfs tarball {path}", progress
+                    )
             config = new_config(run_config, [diff_id], created_by="cargohold image import")
             if message:
                 config["comment"] = message
@@ -661,13 +684,18 @@ class ImageStore:
 
     # -- save ----------------------------------------------------------------
 
-    def save(self, refs: Sequence[str], output: str | Path | IO[bytes]) -> None:
+    def save(
+        self, refs: Sequence[str], output: str | Path | IO[bytes], progress: Progress | None = None
+    ) -> None:
         """Write images as a docker-archive that ``docker load`` accepts.
 
         ``output`` is a path (written to a temporary file, then renamed) or a
-        binary stream.
+        binary stream. ``progress`` is told each chunk written.
         """
-        from cargohold.core.image_archives import write_docker_archive
+        from cargohold.core.image_archives import CountedWriter, write_docker_archive
+
+        def sink(raw: IO[bytes]) -> IO[bytes]:
+            return raw if progress is None else cast(IO[bytes], CountedWriter(raw, progress))
 
         if not refs:
             raise InvalidArgument("name at least one image to save")
@@ -685,12 +713,12 @@ class ImageStore:
             tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
             try:
                 with open(tmp, "wb") as out:
-                    write_docker_archive(out, self._saved(db, chosen), self.layer_path)
+                    write_docker_archive(sink(out), self._saved(db, chosen), self.layer_path)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            write_docker_archive(output, self._saved(db, chosen), self.layer_path)
+            write_docker_archive(sink(output), self._saved(db, chosen), self.layer_path)
 
     def _saved(
         self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]]

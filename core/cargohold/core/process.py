@@ -205,7 +205,14 @@ def _environment(spec: ProcessSpec) -> dict[str, str]:
 
 def _make_workdir(workdir: str, uid: int, gid: int) -> None:
     if workdir and not os.path.isdir(workdir):
-        os.makedirs(workdir, mode=0o755, exist_ok=True)
+        try:
+            os.makedirs(workdir, mode=0o755, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StartError(
+                EXIT_RUNTIME,
+                f"working directory {workdir} is not a directory in the container; "
+                "choose another with -w",
+            ) from None
         os.chown(workdir, uid, gid)
 
 

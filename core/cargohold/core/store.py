@@ -89,6 +89,10 @@ class Store:
         holders = [h for (h,) in db.execute("SELECT holder FROM holds WHERE volume = ?", (name,))]
         return _record(row, refs, holders)
 
+    def exists(self, name: str) -> bool:
+        db = self._db.connection()
+        return db.execute("SELECT 1 FROM volumes WHERE name = ?", (name,)).fetchone() is not None
+
     def list(self) -> list[VolumeRecord]:
         db = self._db.connection()
         refs: dict[str, dict[str, int]] = {}

@@ -113,7 +113,7 @@ class VolumeService:
             labels = {**labels, ANONYMOUS_LABEL: ""}
         drv = self.drivers.get(driver)
         typed = check_options(drv, raw_opts)
-        with self.locks.hold(name):
+        with self._locked(name):
             existing = self.store.get(name)
             if existing is not None:
                 secret = {o.name for o in drv.options if o.secret}
@@ -176,7 +176,7 @@ class VolumeService:
         ``force`` makes a missing volume no error; it never overrides references.
         """
         validate_volume_name(name)
-        with self.locks.hold(name):
+        with self._locked(name):
             record = self.store.get(name)
             if record is None:
                 if force:
@@ -211,7 +211,7 @@ class VolumeService:
                 continue
             if not prune_all and ANONYMOUS_LABEL not in record.labels:
                 continue
-            with self.locks.hold(record.name):
+            with self._locked(record.name):
                 current = self.store.get(record.name)
                 if current is None or current.users:
                     continue
@@ -234,7 +234,7 @@ class VolumeService:
         """
         validate_volume_name(name)
         _check_mount_id(mount_id)
-        with self.locks.hold(name):
+        with self._locked(name):
             record = self._record(name)
             if record.mountpoint is not None:
                 path = Path(record.mountpoint)
@@ -250,7 +250,7 @@ class VolumeService:
     def unmount(self, name: str, mount_id: str) -> None:
         """Drop one reference of ``mount_id``; an unknown id is no error."""
         validate_volume_name(name)
-        with self.locks.hold(name):
+        with self._locked(name):
             record = self._record(name)
             count = record.refs.get(mount_id, 0)
             if count == 0:
@@ -264,6 +264,44 @@ class VolumeService:
             self.store.drop_ref(name, mount_id)
         self._emit("unmount", record, id=mount_id)
 
+    def drop_refs(self, name: str, mount_ids: Collection[str] | None = None) -> dict[str, int]:
+        """Drop every count of ``mount_ids`` (all references when None): the operator's
+        answer to references whose Unmount never came, as after an engine crash.
+
+        The driver unmounts when the last reference goes. A reference that is also
+        a hold belongs to a container cargohold runs and is refused. Returns what
+        was dropped, as {mount id: count}.
+        """
+        validate_volume_name(name)
+        with self._locked(name):
+            record = self._record(name)
+            chosen = builtins.list(record.refs) if mount_ids is None else builtins.list(mount_ids)
+            unknown = [i for i in chosen if i not in record.refs]
+            if unknown:
+                known = ", ".join(record.refs) or "none"
+                raise NotFound(
+                    f"volume {name} has no reference {', '.join(unknown)} (its references: "
+                    f"{known}); see them with cargohold volume inspect {name}"
+                )
+            held = [i for i in chosen if i in record.holders]
+            if held:
+                raise InUse(
+                    f"volume {name}: reference {', '.join(held)} belongs to a container "
+                    "cargohold runs; stop or remove that container instead"
+                )
+            dropped = {i: record.refs[i] for i in chosen}
+            if dropped and sum(dropped.values()) == record.ref_count:
+                drv = self.drivers.get(record.driver)
+                resolved, values = self._resolve(drv, check_options(drv, record.options))
+                with secrets.redacting(values):
+                    drv.unmount(name, chosen[-1], resolved)
+            for mount_id, count in dropped.items():
+                for _ in range(count):
+                    self.store.drop_ref(name, mount_id)
+        for mount_id in dropped:
+            self._emit("unmount", record, id=mount_id)
+        return dropped
+
     # -- holds (containers that use a volume, running or not) ---------------
 
     def hold(self, name: str, holder: str) -> Volume:
@@ -273,7 +311,7 @@ class VolumeService:
         it is removed, so a stopped container's volumes stay.
         """
         _check_mount_id(holder)
-        with self.locks.hold(name):
+        with self._locked(name):
             record = self._record(name)
             self.store.add_hold(name, holder)
         return self._view(record, self.drivers.get(record.driver), with_status=False)
@@ -281,10 +319,14 @@ class VolumeService:
     def release(self, name: str, holder: str) -> None:
         """Drop ``holder``'s hold on ``name``; a missing volume or holder is no error."""
         validate_volume_name(name)
-        with self.locks.hold(name):
+        with self._locked(name):
             self.store.drop_hold(name, holder)
 
     # -- helpers -------------------------------------------------------------
+
+    def _locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """The volume's lock; its lock file goes when no volume of that name is left."""
+        return self.locks.hold(name, keep=lambda: self.store.exists(name))
 
     def _record(self, name: str) -> VolumeRecord:
         validate_volume_name(name)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 
 from cargohold.core import hookimpl
 from cargohold.core.cli import emit_json, runtime, table, try_each
+from cargohold.core.progress import ProgressLine, human_size
 
 
 @hookimpl
@@ -37,10 +40,16 @@ def image() -> None:
 @click.option(
     "-i", "--input", "source", required=True, type=click.Path(), help="archive or OCI layout"
 )
-@click.option("-q", "--quiet", is_flag=True, help="print nothing")
+@click.option("-q", "--quiet", is_flag=True, help="print nothing (no progress either)")
 def image_load(source: str, quiet: bool) -> None:
-    """Load images from a docker save archive, an OCI archive or an OCI layout directory."""
-    for loaded in runtime().images.load(source):
+    """Load images from a docker save archive, an OCI archive or an OCI layout directory.
+
+    On a terminal, progress goes to standard error.
+    """
+    store = runtime().images
+    with ProgressLine(f"Loading {source}", _bytes_under(source), quiet=quiet) as progress:
+        loaded_images = store.load(source, progress)
+    for loaded in loaded_images:
         if quiet:
             continue
         if loaded.repo_tags:
@@ -55,9 +64,20 @@ def image_load(source: str, quiet: bool) -> None:
 @click.argument("reference", required=False)
 @click.option("-c", "--change", "changes", multiple=True, help="e.g. 'CMD [\"/bin/sh\"]'")
 @click.option("-m", "--message", default="", help="commit message for the image")
-def image_import(file: str, reference: str | None, changes: tuple[str, ...], message: str) -> None:
-    """Make an image from a root filesystem tarball (FILE, or - for stdin)."""
-    made = runtime().images.import_rootfs(file, reference, changes=changes, message=message)
+@click.option("-q", "--quiet", is_flag=True, help="show no progress")
+def image_import(
+    file: str, reference: str | None, changes: tuple[str, ...], message: str, quiet: bool
+) -> None:
+    """Make an image from a root filesystem tarball (FILE, or - for stdin).
+
+    On a terminal, progress goes to standard error.
+    """
+    store = runtime().images
+    total = None if file == "-" else _bytes_under(file)
+    with ProgressLine(f"Importing {file}", total, quiet=quiet) as progress:
+        made = store.import_rootfs(
+            file, reference, changes=changes, message=message, progress=progress
+        )
     click.echo(made.id)
 
 
@@ -78,7 +98,7 @@ def image_ls(quiet: bool, no_trunc: bool, fmt: str) -> None:
     rows: list[list[str]] = []
     for i in images:
         shown = i.id if no_trunc else i.short_id
-        created, size = _ago(str(i.config.get("created", i.created))), _size(i.size)
+        created, size = _ago(str(i.config.get("created", i.created))), human_size(i.size)
         for tag in i.repo_tags or ("<none>:<none>",):
             repo, _, version = tag.rpartition(":")
             rows.append([repo, version, shown, created, size])
@@ -113,16 +133,24 @@ def image_rm(refs: tuple[str, ...], force: bool) -> None:
 @image.command("save")
 @click.argument("refs", nargs=-1, required=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="file (default: stdout)")
-def image_save(refs: tuple[str, ...], output: str | None) -> None:
-    """Write images as a docker-archive (what docker load reads)."""
+@click.option("-q", "--quiet", is_flag=True, help="show no progress")
+def image_save(refs: tuple[str, ...], output: str | None, quiet: bool) -> None:
+    """Write images as a docker-archive (what docker load reads).
+
+    On a terminal, progress goes to standard error.
+    """
     store = runtime().images
-    if output:
-        store.save(refs, output)
-        return
-    if sys.stdout.isatty():
+    if not output and sys.stdout.isatty():
         raise click.UsageError("refusing to write an archive to a terminal: use -o FILE or a pipe")
-    store.save(refs, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    # each layer is written once, whatever number of images share it
+    layers = {d for ref in refs for d in store.get(ref).diff_ids}
+    total = sum(store.layer_path(d).stat().st_size for d in layers)
+    with ProgressLine("Saving", total, quiet=quiet) as progress:
+        if output:
+            store.save(refs, output, progress)
+            return
+        store.save(refs, sys.stdout.buffer, progress)
+        sys.stdout.buffer.flush()
 
 
 @image.command("tag")
@@ -133,13 +161,18 @@ def image_tag(source: str, target: str) -> None:
     runtime().images.tag(source, target)
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.3g}{unit}"
-        value /= 1000
-    return f"{n}B"
+def _bytes_under(path: str) -> int | None:
+    """The size of a file, or of every file under a directory (an OCI layout)."""
+    try:
+        if not Path(path).is_dir():
+            return os.path.getsize(path)
+        return sum(
+            os.path.getsize(os.path.join(where, name))
+            for where, _, names in os.walk(path)
+            for name in names
+        )
+    except OSError:
+        return None  # the command itself reports what is wrong with it
 
 
 def _ago(stamp: str) -> str:

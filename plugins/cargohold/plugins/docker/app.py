@@ -142,10 +142,7 @@ def create_app(volumes: VolumeService, driver: str, health: Health) -> Flask:
         elif code == 405:
             message = f"{request.method} {request.path} is not allowed: the protocol uses POST"
         elif code == 413:
-            message = (
-                f"request body is larger than {protocol.MAX_BODY} bytes: "
-                "a volume-plugin request is a small JSON object"
-            )
+            message = protocol.too_large_message()
         else:
             message = f"{request.path}: {err.description or err.name}"
         health.failed(request.path.lstrip("/"), None, message, code)

@@ -7,7 +7,8 @@ The engine (moby ``pkg/plugins/discovery.go``) tries, first match wins:
    ``N/N.spec``, ``N.json``, ``N/N.json``.
 
 A ``.spec`` file holds one URL (``unix:///path.sock``, ``tcp://host:port`` or
-``https://host:port``); a URL without a scheme is an error. A ``.json`` file
+``https://host:port``, which the engine dials without verifying the plugin's
+certificate); a URL without a scheme is an error. A ``.json`` file
 holds ``{"Addr": URL, "TLSConfig": {"CAFile", "CertFile", "KeyFile",
 "InsecureSkipVerify"}}``; TLSConfig without a CAFile means no verification.
 
@@ -151,8 +152,11 @@ def address_for(target: str) -> PluginAddress:
 
 
 def read_spec(name: str, path: Path) -> PluginAddress:
-    url = path.read_text().strip()
-    return PluginAddress(name, _checked_url(url, str(path)), source=path)
+    url = _checked_url(path.read_text().strip(), str(path))
+    # As the engine (moby newLocalPlugin): a .spec file has no TLS settings, so an
+    # https:// address is dialled without verifying the plugin; a .json file can verify.
+    tls = TLSSettings(insecure_skip_verify=True) if urlsplit(url).scheme == "https" else None
+    return PluginAddress(name, url, source=path, tls=tls)
 
 
 def read_json_spec(name: str, path: Path) -> PluginAddress:

@@ -112,6 +112,13 @@ def list_entry(volume: Volume) -> dict[str, str]:
     return {"Name": volume.name, "Mountpoint": volume.mountpoint}
 
 
+def too_large_message() -> str:
+    return (
+        f"request body is larger than {MAX_BODY} bytes: "
+        "a volume-plugin request is a small JSON object"
+    )
+
+
 def error_answer(message: str) -> dict[str, str]:
     return {"Err": message or "unknown error"}
 

@@ -23,10 +23,15 @@ if TYPE_CHECKING:
 
 @hookimpl
 def cargohold_cli(group: click.Group) -> None:
+    from cargohold.plugins.docker.stale import unmount_command
+
     group.add_command(serve_command)
     plugin_group = group.commands.get("plugin")
     if isinstance(plugin_group, click.Group):
         plugin_group.add_command(status_command)
+    volume_group = group.commands.get("volume")
+    if isinstance(volume_group, click.Group):
+        volume_group.add_command(unmount_command)
 
 
 @click.command("serve")
@@ -201,6 +206,11 @@ def status_command(target: str, fmt: str) -> None:
         table(
             [[m["volume"], m["id"], str(m["count"])] for m in mounts],
             ["MOUNTED VOLUME", "MOUNT ID", "COUNT"],
+        )
+        # an engine that crashed never unmounts what its lost containers mounted
+        click.echo(
+            "mounts no container uses any more (after an engine crash) are released with: "
+            "cargohold volume unmount VOLUME --id MOUNT_ID (or --all)"
         )
     if report["last_errors"]:
         click.echo()

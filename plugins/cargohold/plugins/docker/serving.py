@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import socket
@@ -16,7 +17,10 @@ from typing import Any
 
 from flask import Flask
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from cargohold.core.errors import Unavailable
 from cargohold.core.runtime import Runtime
@@ -133,11 +137,13 @@ class PluginServer:
             sockets=[sock],
             threads=self.threads,
             ident="cargohold",
-            # waitress refuses far larger bodies itself; the app answers the rest with Err
-            max_request_body_size=4 * protocol.MAX_BODY,
+            # refused by waitress before a byte of the body is buffered
+            max_request_body_size=protocol.MAX_BODY + 1,
             clear_untrusted_proxy_headers=False,
             asyncore_use_poll=True,
         )
+        # waitress's own refusals (oversized body, broken HTTP) answer {"Err"} too
+        self._server.channel_class = json_error_channel(self.health)
         if self._frontend is not None:
             self._frontend.start()
 
@@ -180,6 +186,34 @@ class PluginServer:
         for path, made in list(self._owned.items()):
             listen.remove_if_same(path, made)
             del self._owned[path]
+
+
+def json_error_channel(health: Health) -> type[HTTPChannel]:
+    """A waitress channel whose own error answers are ``{"Err": ...}``, not plain text."""
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self) -> None:
+            # the stubs type `request` as the error; at run time it is the parser holding it
+            request: Any = self.request
+            error = request.error
+            if isinstance(error, RequestEntityTooLarge):
+                message = protocol.too_large_message()
+            else:
+                message = f"{error.reason}: {error.body}"
+            # a request that broke before its first line was parsed has no path
+            path = str(getattr(request, "path", "") or "").lstrip("/")
+            health.failed(path or "-", None, message, error.code)
+            body = (json.dumps(protocol.error_answer(message)) + "\n").encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers = [("Content-Type", protocol.CONTENT_TYPE)]
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
 
 
 def _advertised(host: str) -> str:
