@@ -12,13 +12,10 @@ from cargohold.core.driver import DriverContext, VolumeDriver
 from cargohold.core.errors import Conflict, InvalidArgument, NotFound
 from cargohold.core.names import validate_driver_name
 
-# Drivers that ship with cargohold but need an extra; named so a user who
-# asks for one learns what to install instead of "unknown driver".
-INSTALL_HINTS: dict[str, str] = {
-    "s3": "pip install 'cargohold[s3]'",
-    "azurefile": "pip install 'cargohold[azure]'",
-    "gcs": "pip install 'cargohold[gcs]'",
-}
+# Drivers that ship with cargohold behind an extra, so that a user who asks for
+# one learns what to install instead of "unknown driver". Each entry lands with
+# its driver and extra (the cloud-share drivers will add s3, azurefile, gcs).
+INSTALL_HINTS: dict[str, str] = {}
 
 
 class DriverRegistry:
