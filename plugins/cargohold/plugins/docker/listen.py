@@ -90,9 +90,12 @@ class NameLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                continue  # a stopping server removed the empty directory just now
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -121,6 +124,9 @@ class NameLock:
                 self.path.unlink()  # while still held, so no one can lock the old file
             os.close(self._fd)
             self._fd = None
+            # Leave nothing in the engine's plugin directory once the last server stops.
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
 
 def is_live_unix(path: Path) -> bool:
