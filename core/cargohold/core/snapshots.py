@@ -203,7 +203,7 @@ def _mount_overlay_long(m: Mount, target: str | Path, flags: int) -> None:
     """Mount an overlay whose options exceed a page, the cheapest way that fits.
 
     First one mount(2) naming every layer through a single open directory
-    (``/proc/self/fd/N/<id>``: about 20 bytes a layer, so some 200 layers
+    (``/proc/<pid>/fd/N/<id>``: about 20 bytes a layer, so some 180 layers
     fit a page); then fsconfig ``lowerdir+`` (Linux 6.8+, no limit); then a
     descriptor per layer. None changes the working directory, so threads are safe.
     """
@@ -235,7 +235,10 @@ def _mount_overlay_shared_fd(m: Mount, target: str | Path, flags: int) -> bool:
     common = prefix_text[: prefix_text.rfind("/")] or "/"
     fd = os.open(common, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        prefix = f"/proc/self/fd/{fd}"
+        # /proc/self is a symlink the kernel would resolve again for every layer
+        # (a third of the mount's time at 100 layers); its target is our pid as
+        # this /proc sees it, which os.getpid() may not be in another pid namespace
+        prefix = f"/proc/{os.readlink('/proc/self')}/fd/{fd}"
 
         cut = len(common) if common != "/" else 0
 
@@ -465,6 +468,9 @@ class SnapshotMetadata(Database):
 
 _Row = tuple[int, str, str, int | None, str, str, str]
 
+#: Chains kept per `Snapshotter` before the cache starts over (a few KiB each at most).
+_CHAIN_CACHE_SIZE = 512
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -488,6 +494,10 @@ class Snapshotter:
         self.driver = driver
         self.name = driver.name
         self._meta = metadata
+        # id -> the ids of it and its ancestors, nearest first. A snapshot's parent
+        # never changes and AUTOINCREMENT never reuses an id, so an entry stays right
+        # (and unused once its snapshot is gone); deep chains cost a recursive query.
+        self._chains: dict[int, tuple[str, ...]] = {}
 
     # -- lookups -------------------------------------------------------------
 
@@ -502,18 +512,28 @@ class Snapshotter:
         return row  # type: ignore[no-any-return]
 
     def _chain(self, db: sqlite3.Connection, parent_id: int | None) -> list[str]:
-        """The ids of ``parent_id`` and its ancestors, nearest first (one query)."""
+        """The ids of ``parent_id`` and its ancestors, nearest first (cached, else one query).
+
+        ``parent_id`` is a row's parent, so committed: its chain never changes.
+        """
         if parent_id is None:
             return []
-        rows = db.execute(
-            "WITH RECURSIVE chain(id, parent, depth) AS ("
-            " SELECT id, parent, 0 FROM snapshots WHERE id = ?"
-            " UNION ALL SELECT s.id, s.parent, c.depth + 1"
-            " FROM snapshots s JOIN chain c ON s.id = c.parent)"
-            " SELECT id FROM chain ORDER BY depth",
-            (parent_id,),
-        )
-        return [str(sid) for (sid,) in rows]
+        chain = self._chains.get(parent_id)
+        if chain is None:
+            rows = db.execute(
+                "WITH RECURSIVE chain(id, parent, depth) AS ("
+                " SELECT id, parent, 0 FROM snapshots WHERE id = ?"
+                " UNION ALL SELECT s.id, s.parent, c.depth + 1"
+                " FROM snapshots s JOIN chain c ON s.id = c.parent)"
+                " SELECT id FROM chain ORDER BY depth",
+                (parent_id,),
+            )
+            chain = tuple(str(sid) for (sid,) in rows)
+            if len(self._chains) >= _CHAIN_CACHE_SIZE:
+                self._chains.clear()
+            if chain:  # empty: removed meanwhile; not worth remembering
+                self._chains[parent_id] = chain
+        return list(chain)
 
     def _info(self, db: sqlite3.Connection, row: _Row) -> Info:
         _, key, kind, parent_id, labels, created, updated = row
@@ -547,26 +567,22 @@ class Snapshotter:
             parent_id: int | None = None
             parents: list[str] = []
             if parent is not None:
-                # the parent and its ancestors in one query: this runs per container start
-                rows = db.execute(
-                    "WITH RECURSIVE chain(id, parent, kind, depth) AS ("
-                    " SELECT id, parent, kind, 0 FROM snapshots WHERE snapshotter = ? AND key = ?"
-                    " UNION ALL SELECT s.id, s.parent, s.kind, c.depth + 1"
-                    " FROM snapshots s JOIN chain c ON s.id = c.parent)"
-                    " SELECT id, kind FROM chain ORDER BY depth",
+                found = db.execute(
+                    "SELECT id, kind FROM snapshots WHERE snapshotter = ? AND key = ?",
                     (self.name, parent),
-                ).fetchall()
-                if not rows:
+                ).fetchone()
+                if found is None:
                     raise NotFound(
                         f"snapshot {parent!r} does not exist in snapshotter {self.name!r}"
                     )
-                if rows[0][1] != Kind.COMMITTED.value:
+                if found[1] != Kind.COMMITTED.value:
                     raise InvalidArgument(
-                        f"parent {parent!r} of snapshot {key!r} is {rows[0][1]}, not committed: "
+                        f"parent {parent!r} of snapshot {key!r} is {found[1]}, not committed: "
                         "commit it first"
                     )
-                parent_id = rows[0][0]
-                parents = [str(sid) for sid, _ in rows]
+                parent_id = found[0]
+                # per container start: the chain comes from the cache after the first
+                parents = self._chain(db, parent_id)
             try:
                 cursor = db.execute(
                     "INSERT INTO snapshots (snapshotter, key, kind, parent, labels, created,"
@@ -576,7 +592,7 @@ class Snapshotter:
                         key,
                         kind.value,
                         parent_id,
-                        json.dumps(dict(labels or {})),
+                        json.dumps(dict(labels)) if labels else "{}",
                         now,
                         now,
                     ),

@@ -45,9 +45,11 @@ class OverlaySnapshotter(SnapshotDriver):
         return self.root / sid
 
     def create(self, sid: str, parents: Sequence[str], kind: Kind) -> None:
-        self._fs(sid).mkdir(mode=0o755)
+        # plain strings, as in mounts(): this runs per container start
+        base = os.fspath(self.root)
+        os.mkdir(f"{base}/{sid}", 0o755)
         if kind is Kind.ACTIVE and parents:
-            (self.root / f"{sid}.work").mkdir(mode=0o700)
+            os.mkdir(f"{base}/{sid}.work", 0o700)
 
     def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
         # plain string joins: for deep images this runs per container start
