@@ -1,17 +1,18 @@
-"""Shared fixtures. ``CARGOHOLD_NO_SKIP=1`` (set by .ci/run) makes any skip a failure."""
+"""Shared fixtures; the skip policy lives in noskip.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cargohold.core import Runtime
 
+# conftest hooks are found by name: these carry the skip policy
+from .noskip import pytest_collection_modifyitems, pytest_runtest_makereport  # noqa: F401
 from .realdocker import (
     DockerEngine,
     build_busybox_image,
@@ -19,24 +20,6 @@ from .realdocker import (
     start_engine,
     stop_engine,
 )
-
-NO_SKIP = bool(os.environ.get("CARGOHOLD_NO_SKIP"))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if NO_SKIP and report.skipped:
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CARGOHOLD_NO_SKIP=1 (CI must run it): {reason}"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("root") and os.geteuid() != 0:
-            item.add_marker(pytest.mark.skip(reason="needs root for kernel mounts"))
 
 
 @pytest.fixture
