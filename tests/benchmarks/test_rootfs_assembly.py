@@ -80,8 +80,6 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def work() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("mounts need root")
     path = Path(tempfile.mkdtemp(prefix="chbench-", dir="/var/tmp"))
     try:
         yield path

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ..containers.conftest import CLI, needs_root
+from ..containers.conftest import CLI, needs_busybox
 from ..realdocker import DockerEngine
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.root]
@@ -38,7 +38,7 @@ def timed(command: list[str], env: dict[str, str]) -> float:
 def test_run_rm_true_vs_docker(
     benchmark: Any, docker_engine: DockerEngine, busybox_image: str, tmp_path: Path
 ) -> None:
-    needs_root()
+    needs_busybox()
     archive = tmp_path / "image.tar"
     docker_engine.docker("save", busybox_image, "-o", str(archive))
     env = {**os.environ, "CARGOHOLD_STATE_DIR": str(tmp_path / "state")}

@@ -34,6 +34,16 @@ CARGOHOLD = str(Path(sys.executable).with_name("cargohold"))
 ENGINE_HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}
 
 
+def cargohold_cli(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The cargohold command line on ``state_dir``, as an operator runs it."""
+    return subprocess.run(
+        [CARGOHOLD, "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def unique_name(prefix: str = "chtest") -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
@@ -101,21 +111,32 @@ class Served:
         return self.runtime.state_dir / "drivers" / self.server.driver
 
 
+@contextlib.contextmanager
+def serving(
+    runtime: Runtime, driver: str, socket_dir: Path
+) -> Iterator[tuple[PluginServer, PluginClient]]:
+    """``driver`` served in this process on a real unix socket under waitress, and a client."""
+    server = PluginServer(runtime.volumes, driver, unique_name(), ListenOn(socket_dir=socket_dir))
+    server.start()
+    try:
+        assert server.socket_path is not None
+        client = PluginClient(server.socket_path)
+        try:
+            yield server, client
+        finally:
+            client.close()
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def served(short_dir: Path) -> Iterator[Served]:
-    """The local driver served in this process, on a real unix socket under waitress."""
+    """The local driver served in this process."""
     runtime = Runtime(short_dir / "state")
-    server = PluginServer(
-        runtime.volumes, "local", unique_name(), ListenOn(socket_dir=short_dir / "plugins")
-    )
-    server.start()
-    assert server.socket_path is not None
-    client = PluginClient(server.socket_path)
     try:
-        yield Served(runtime, server, client, short_dir / "plugins")
+        with serving(runtime, "local", short_dir / "plugins") as (server, client):
+            yield Served(runtime, server, client, short_dir / "plugins")
     finally:
-        client.close()
-        server.stop()
         runtime.close()
 
 

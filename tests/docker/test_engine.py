@@ -12,7 +12,6 @@ import json
 import secrets
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from cargohold.core import Runtime
 from cargohold.plugins.docker.listen import SOCKET_DIR, SPEC_DIR
 
 from ..realdocker import DockerEngine
-from .conftest import CARGOHOLD, PluginClient, ServeProcess, unique_name
+from .conftest import PluginClient, ServeProcess, cargohold_cli, unique_name
 from .tlsfiles import make_tls_files
 
 RUN = ("run", "--rm", "--network", "none")
@@ -105,6 +104,20 @@ def volume_name() -> str:
     return f"chv-{secrets.token_hex(4)}"
 
 
+def run_detached(
+    engine: DockerEngine, image: str, volume: str, container: str, *command: str
+) -> None:
+    """Start ``container`` in the background with ``volume`` at /data."""
+    engine.docker(
+        "run", "-d", "--network", "none", "--name", container,
+        "-v", f"{volume}:/data", image, *command,
+    )  # fmt: skip
+
+
+# keeps the container, and with it the volume's mount, until it is removed
+WRITE_THEN_SLEEP = ("sh", "-c", "echo kept > /data/f; sleep 300")
+
+
 def inspect(engine: DockerEngine, volume: str) -> dict[str, Any]:
     found: list[dict[str, Any]] = json.loads(engine.docker("volume", "inspect", volume).stdout)
     return found[0]
@@ -153,10 +166,7 @@ def test_two_containers_share_a_volume(
     with cleanup(engine, [vol], [first, second]):
         engine.docker("volume", "create", "-d", plugin.name, vol)
         for container in (first, second):
-            engine.docker(
-                "run", "-d", "--network", "none", "--name", container,
-                "-v", f"{vol}:/data", busybox_image, "sleep", "300",
-            )  # fmt: skip
+            run_detached(engine, busybox_image, vol, container, "sleep", "300")
         engine.docker("exec", first, "sh", "-c", "echo shared > /data/note")
         assert engine.docker("exec", second, "cat", "/data/note").stdout == "shared\n"
         refs = plugin.refs(vol)
@@ -176,10 +186,7 @@ def test_docker_cp_repeats_the_mount_id_and_the_count_holds(
     (tmp_path / "copied").write_text("through docker cp\n")
     with cleanup(engine, [vol], [container]):
         engine.docker("volume", "create", "-d", plugin.name, vol)
-        engine.docker(
-            "run", "-d", "--network", "none", "--name", container,
-            "-v", f"{vol}:/data", busybox_image, "sleep", "300",
-        )  # fmt: skip
+        run_detached(engine, busybox_image, vol, container, "sleep", "300")
         (mount_id,) = plugin.refs(vol)
         before = plugin.status()["requests"]
         engine.docker("cp", str(tmp_path / "copied"), f"{container}:/data/copied")
@@ -239,10 +246,7 @@ def test_rm_is_refused_while_a_container_uses_the_volume(
     vol, container = volume_name(), unique_name("chc")
     with cleanup(engine, [vol], [container]):
         engine.docker("volume", "create", "-d", plugin.name, vol)
-        engine.docker(
-            "run", "-d", "--network", "none", "--name", container,
-            "-v", f"{vol}:/data", busybox_image, "sh", "-c", "echo kept > /data/f; sleep 300",
-        )  # fmt: skip
+        run_detached(engine, busybox_image, vol, container, *WRITE_THEN_SLEEP)
         refused = engine.docker("volume", "rm", vol, check=False)
         assert refused.returncode != 0 and "in use" in refused.stderr
         # the data, the store and the plugin's reference are untouched
@@ -338,26 +342,13 @@ def test_engine_reaches_a_tls_plugin_through_its_json_file(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def cargohold_cli(plugin: EnginePlugin, *args: str) -> subprocess.CompletedProcess[str]:
-    """The cargohold command line on the served plugin's state directory."""
-    return subprocess.run(
-        [CARGOHOLD, "--state-dir", str(plugin.state_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_engine_killed_leaves_references_the_operator_releases(
     engine: DockerEngine, busybox_image: str, plugin: EnginePlugin
 ) -> None:
     vol, container = volume_name(), unique_name("chc")
     with cleanup(engine, [vol], [container]):
         engine.docker("volume", "create", "-d", plugin.name, vol)
-        engine.docker(
-            "run", "-d", "--network", "none", "--name", container,
-            "-v", f"{vol}:/data", busybox_image, "sh", "-c", "echo kept > /data/f; sleep 300",
-        )  # fmt: skip
+        run_detached(engine, busybox_image, vol, container, *WRITE_THEN_SLEEP)
         (mount_id,) = plugin.refs(vol)
         engine.crash_and_restart()  # SIGKILL while the container uses the volume
         engine.docker("rm", "-f", container)
@@ -366,17 +357,17 @@ def test_engine_killed_leaves_references_the_operator_releases(
         refused = engine.docker("volume", "rm", vol, check=False)
         assert refused.returncode != 0 and f"in use - [{mount_id}]" in refused.stderr
 
-        status = cargohold_cli(plugin, "plugin", "status", plugin.name)
+        status = cargohold_cli(plugin.state_dir, "plugin", "status", plugin.name)
         assert status.returncode == 0, status.stderr
         assert mount_id in status.stdout
         assert "cargohold volume unmount VOLUME --id MOUNT_ID" in status.stdout
-        listed = cargohold_cli(plugin, "volume", "unmount", vol)
+        listed = cargohold_cli(plugin.state_dir, "volume", "unmount", vol)
         assert listed.returncode == 0 and mount_id in listed.stdout
-        wrong = cargohold_cli(plugin, "volume", "unmount", vol, "--id", "f" * 64)
+        wrong = cargohold_cli(plugin.state_dir, "volume", "unmount", vol, "--id", "f" * 64)
         assert wrong.returncode == 1 and f"has no reference {'f' * 64}" in wrong.stderr
         assert plugin.refs(vol) == {mount_id: 1}, "a refused release changed nothing"
 
-        released = cargohold_cli(plugin, "volume", "unmount", vol, "--id", mount_id)
+        released = cargohold_cli(plugin.state_dir, "volume", "unmount", vol, "--id", mount_id)
         assert released.returncode == 0, released.stderr
         assert f"released {mount_id} (1 mount)" in released.stdout
         assert plugin.refs(vol) == {}

@@ -25,7 +25,7 @@ from cargohold.plugins.docker.health import UnixHTTPConnection
 from cargohold.plugins.docker.listen import TlsFiles
 from cargohold.plugins.docker.serving import ListenOn, PluginServer
 
-from .conftest import CARGOHOLD, PluginClient, Served, StartServe, unique_name
+from .conftest import CARGOHOLD, PluginClient, Served, StartServe, serving, unique_name
 from .tlsfiles import make_tls_files
 
 ID_A = "a" * 64
@@ -196,26 +196,19 @@ class _ThirdParty:
 
 
 def test_any_driver_the_registry_builds_can_be_served(short_dir: Path) -> None:
-    with Runtime(short_dir / "state", plugins=[_ThirdParty()]) as runtime:
-        server = PluginServer(
-            runtime.volumes, "shareddirs", unique_name(), ListenOn(socket_dir=short_dir / "p")
-        )
-        server.start()
-        assert server.socket_path is not None
-        client = PluginClient(server.socket_path)
-        try:
-            capabilities = client.call("VolumeDriver.Capabilities", {})
-            assert capabilities == {"Capabilities": {"Scope": "global"}}
-            client.call("VolumeDriver.Create", {"Name": "team"})
-            volume = client.call("VolumeDriver.Get", {"Name": "team"})["Volume"]
-            assert volume["Status"] == {"kind": "shared"}
-            path = client.call("VolumeDriver.Mount", {"Name": "team", "ID": ID_A})["Mountpoint"]
-            assert Path(path) == runtime.state_dir / "drivers" / "shareddirs" / "team"
-            client.call("VolumeDriver.Unmount", {"Name": "team", "ID": ID_A})
-            client.call("VolumeDriver.Remove", {"Name": "team"})
-        finally:
-            client.close()
-            server.stop()
+    with (
+        Runtime(short_dir / "state", plugins=[_ThirdParty()]) as runtime,
+        serving(runtime, "shareddirs", short_dir / "p") as (_, client),
+    ):
+        capabilities = client.call("VolumeDriver.Capabilities", {})
+        assert capabilities == {"Capabilities": {"Scope": "global"}}
+        client.call("VolumeDriver.Create", {"Name": "team"})
+        volume = client.call("VolumeDriver.Get", {"Name": "team"})["Volume"]
+        assert volume["Status"] == {"kind": "shared"}
+        path = client.call("VolumeDriver.Mount", {"Name": "team", "ID": ID_A})["Mountpoint"]
+        assert Path(path) == runtime.state_dir / "drivers" / "shareddirs" / "team"
+        client.call("VolumeDriver.Unmount", {"Name": "team", "ID": ID_A})
+        client.call("VolumeDriver.Remove", {"Name": "team"})
 
 
 # -- bad input -----------------------------------------------------------------------

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from cargohold.core import InUse, NotFound, Runtime
 
-from .conftest import CARGOHOLD
+from .conftest import cargohold_cli
 
 pytestmark = pytest.mark.root
 
@@ -33,15 +32,6 @@ def runtime(tmp_path: Path) -> Iterator[Runtime]:
             if volume.refs:
                 rt.volumes.drop_refs(volume.name)  # unmounts the tmpfs
         rt.close()
-
-
-def cli(runtime: Runtime, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [CARGOHOLD, "--state-dir", str(runtime.state_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_driver_unmounts_only_when_the_last_reference_is_dropped(runtime: Runtime) -> None:
@@ -88,25 +78,28 @@ def test_cli_lists_and_releases(runtime: Runtime) -> None:
     service.hold("lost", CONTAINER)
     service.mount("lost", CONTAINER)
 
-    listed = cli(runtime, "volume", "unmount", "lost")
+    listed = cargohold_cli(runtime.state_dir, "volume", "unmount", "lost")
     assert listed.returncode == 0, listed.stderr
     rows = {line.split()[0]: line.split()[1:] for line in listed.stdout.splitlines()[1:3]}
     assert rows == {LOST_A: ["1", "-"], CONTAINER: ["1", "cargohold", "container"]}
 
-    refused = cli(runtime, "volume", "unmount", "lost", "--all")
+    refused = cargohold_cli(runtime.state_dir, "volume", "unmount", "lost", "--all")
     assert refused.returncode == 1
     assert f"reference {CONTAINER} belongs to a container cargohold runs" in refused.stderr
-    both = cli(runtime, "volume", "unmount", "lost", "--all", "--id", LOST_A)
+    both = cargohold_cli(runtime.state_dir, "volume", "unmount", "lost", "--all", "--id", LOST_A)
     assert both.returncode == 2 and "not both" in both.stderr
     assert service.get("lost").refs == {LOST_A: 1, CONTAINER: 1}
 
-    released = cli(runtime, "volume", "unmount", "lost", "--id", LOST_A)
+    released = cargohold_cli(runtime.state_dir, "volume", "unmount", "lost", "--id", LOST_A)
     assert released.returncode == 0, released.stderr
     assert released.stdout == f"released {LOST_A} (1 mount)\n"
     assert service.get("lost").refs == {CONTAINER: 1} and os.path.ismount(path)
 
     runtime.volumes.unmount("lost", CONTAINER)
     runtime.volumes.release("lost", CONTAINER)
-    assert cli(runtime, "volume", "unmount", "lost").stdout == "volume lost has no references\n"
-    missing = cli(runtime, "volume", "unmount", "nothere")
+    assert (
+        cargohold_cli(runtime.state_dir, "volume", "unmount", "lost").stdout
+        == "volume lost has no references\n"
+    )
+    missing = cargohold_cli(runtime.state_dir, "volume", "unmount", "nothere")
     assert missing.returncode == 1 and "no such volume: nothere" in missing.stderr

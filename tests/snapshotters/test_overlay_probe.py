@@ -16,8 +16,6 @@ pytestmark = pytest.mark.root
 @pytest.fixture
 def probes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Each real probe's base directory; every call starts as a fresh process would."""
-    if os.geteuid() != 0:
-        pytest.skip("overlay mounts need root")
     seen: list[Path] = []
     real = overlay._probe
 

@@ -27,8 +27,6 @@ def build(snap: Snapshotter, names: list[str], scratch: Path) -> None:
 
 
 def test_a_rebuilt_image_is_seen_by_the_other_process(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("overlay mounts need root")
     (tmp_path / "data").mkdir()
     one, two = (
         Snapshotter(

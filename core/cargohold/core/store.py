@@ -138,14 +138,18 @@ class Store:
             db.execute("UPDATE volumes SET mountpoint = ? WHERE name = ?", (mountpoint, name))
             return _total(db, name)
 
-    def drop_ref(self, name: str, ref: str) -> int:
-        """Count one use fewer; return the volume's total. Unknown refs change nothing."""
+    def drop_ref(self, name: str, ref: str, *, every: bool = False) -> int:
+        """Count one use fewer (with ``every``, all of ``ref``'s); return the volume's total.
+
+        Unknown refs change nothing.
+        """
         with self._db.transaction() as db:
-            db.execute(
-                "UPDATE refs SET count = count - 1 WHERE volume = ? AND ref = ? AND count > 1",
-                (name, ref),
-            )
-            if db.execute("SELECT changes()").fetchone()[0] == 0:
+            if not every:
+                db.execute(
+                    "UPDATE refs SET count = count - 1 WHERE volume = ? AND ref = ? AND count > 1",
+                    (name, ref),
+                )
+            if every or db.execute("SELECT changes()").fetchone()[0] == 0:
                 db.execute("DELETE FROM refs WHERE volume = ? AND ref = ?", (name, ref))
             total = _total(db, name)
             if total == 0:

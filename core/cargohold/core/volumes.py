@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,9 +191,7 @@ class VolumeService:
             raise InUse(
                 f"volume {record.name} is in use - [{users}]: stop or remove what uses it first"
             )
-        drv = self.drivers.get(record.driver)
-        resolved, values = self._resolve(drv, check_options(drv, record.options))
-        with secrets.redacting(values):
+        with self._driver_for(record) as (drv, resolved):
             try:
                 drv.remove(record.name, resolved)
             except NotFound:
@@ -239,9 +237,7 @@ class VolumeService:
             if record.mountpoint is not None:
                 path = Path(record.mountpoint)
             else:
-                drv = self.drivers.get(record.driver)
-                resolved, values = self._resolve(drv, check_options(drv, record.options))
-                with secrets.redacting(values):
+                with self._driver_for(record) as (drv, resolved):
                     path = drv.mount(name, mount_id, resolved)
             self.store.add_ref(name, mount_id, str(path))
         self._emit("mount", record, id=mount_id)
@@ -257,9 +253,7 @@ class VolumeService:
                 log.info("unmount of volume %s by unknown id %s ignored", name, mount_id)
                 return
             if record.ref_count == 1:
-                drv = self.drivers.get(record.driver)
-                resolved, values = self._resolve(drv, check_options(drv, record.options))
-                with secrets.redacting(values):
+                with self._driver_for(record) as (drv, resolved):
                     drv.unmount(name, mount_id, resolved)
             self.store.drop_ref(name, mount_id)
         self._emit("unmount", record, id=mount_id)
@@ -291,13 +285,10 @@ class VolumeService:
                 )
             dropped = {i: record.refs[i] for i in chosen}
             if dropped and sum(dropped.values()) == record.ref_count:
-                drv = self.drivers.get(record.driver)
-                resolved, values = self._resolve(drv, check_options(drv, record.options))
-                with secrets.redacting(values):
+                with self._driver_for(record) as (drv, resolved):
                     drv.unmount(name, chosen[-1], resolved)
-            for mount_id, count in dropped.items():
-                for _ in range(count):
-                    self.store.drop_ref(name, mount_id)
+            for mount_id in dropped:
+                self.store.drop_ref(name, mount_id, every=True)
         for mount_id in dropped:
             self._emit("unmount", record, id=mount_id)
         return dropped
@@ -358,6 +349,15 @@ class VolumeService:
             status=status,
             refs=record.refs,
         )
+
+    @contextlib.contextmanager
+    def _driver_for(self, record: VolumeRecord) -> Iterator[tuple[VolumeDriver, dict[str, Any]]]:
+        """The volume's driver and its options, secrets resolved; a secret is masked
+        out of any error raised inside."""
+        drv = self.drivers.get(record.driver)
+        resolved, values = self._resolve(drv, check_options(drv, record.options))
+        with secrets.redacting(values):
+            yield drv, resolved
 
     def _resolve(
         self, drv: VolumeDriver, typed: Mapping[str, Any]
