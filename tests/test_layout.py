@@ -54,6 +54,18 @@ class FreshVenv:
         assert result.returncode == 0, (args, result.stdout, result.stderr)
         return result
 
+    def package_files(self, state_dir: Path) -> list[str]:
+        """Where this environment imports the three packages from, in SOURCE_ROOTS order."""
+        where = self.run(
+            "python",
+            "-c",
+            "import json, cargohold.core, cargohold.plugins, cargohold.drivers as d;"
+            "print(json.dumps([m.__file__ for m in (cargohold.core, cargohold.plugins, d)]))",
+            state_dir=state_dir,
+        )
+        files: list[str] = json.loads(where.stdout)
+        return files
+
 
 def source_modules(root: str) -> set[str]:
     base = ROOT / root
@@ -102,14 +114,7 @@ def test_non_editable_install_works(tmp_path: Path, wheelhouse: Path) -> None:
     venv.install("cargohold", find_links=(wheelhouse,))
     state = tmp_path / "state"
 
-    where = venv.run(
-        "python",
-        "-c",
-        "import json, cargohold.core, cargohold.plugins, cargohold.drivers as d;"
-        "print(json.dumps([m.__file__ for m in (cargohold.core, cargohold.plugins, d)]))",
-        state_dir=state,
-    )
-    for file in json.loads(where.stdout):
+    for file in venv.package_files(state):
         assert Path(file).is_relative_to(venv.path), file  # installed, not the checkout
 
     assert "0.1.0" in venv.run("cargohold", "--version", state_dir=state).stdout
@@ -133,14 +138,7 @@ def test_editable_install_works(tmp_path: Path, wheelhouse: Path) -> None:
     venv.install(str(wheel), find_links=(wheelhouse,))
     state = tmp_path / "state"
 
-    where = venv.run(
-        "python",
-        "-c",
-        "import json, cargohold.core, cargohold.plugins, cargohold.drivers as d;"
-        "print(json.dumps([m.__file__ for m in (cargohold.core, cargohold.plugins, d)]))",
-        state_dir=state,
-    )
-    for file, root in zip(json.loads(where.stdout), SOURCE_ROOTS, strict=True):
+    for file, root in zip(venv.package_files(state), SOURCE_ROOTS, strict=True):
         assert Path(file).is_relative_to(ROOT / root), file  # the checkout itself
 
     assert "0.1.0" in venv.run("cargohold", "--version", state_dir=state).stdout

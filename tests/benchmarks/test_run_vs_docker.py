@@ -13,9 +13,7 @@ cargohold / docker (goal: below 1). Nothing is asserted about time.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +21,11 @@ import pytest
 
 from ..containers.conftest import CLI, needs_busybox
 from ..realdocker import DockerEngine
+from .paired import paired_medians
 
 pytestmark = [pytest.mark.benchmark, pytest.mark.root]
 
 ROUNDS = 15
-
-
-def timed(command: list[str], env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
-    return time.perf_counter() - began
 
 
 def test_run_rm_true_vs_docker(
@@ -50,24 +43,15 @@ def test_run_rm_true_vs_docker(
     )
     ours = [CLI, "run", "--rm", "--network", "none", busybox_image, "true"]
     theirs = ["docker", "run", "--rm", "--network", "none", busybox_image, "true"]
-    for _ in range(2):  # warm both: page cache, unpacked layers, engine caches
-        timed(ours, env)
-        timed(theirs, docker_engine.env)
-    docker_times: list[float] = []
-    cargohold_times: list[float] = []
-
-    def one_round() -> None:
-        docker_times.append(timed(theirs, docker_engine.env))
-        cargohold_times.append(timed(ours, env))
-
     try:
-        benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+        # warm-up runs fill the page cache, unpacked layers and the engine's caches
+        ours_ms, theirs_ms = paired_medians(
+            benchmark, (ours, env), (theirs, docker_engine.env), rounds=ROUNDS, timeout=120
+        )
     finally:
         leftover = subprocess.run([CLI, "ps", "-a", "-q"], env=env, capture_output=True, text=True)
         for container in leftover.stdout.split():
             subprocess.run([CLI, "rm", "-f", container], env=env, capture_output=True)
-    ours_ms = statistics.median(cargohold_times) * 1000
-    theirs_ms = statistics.median(docker_times) * 1000
     info = {
         "cargohold_run_ms": round(ours_ms, 1),
         "docker_run_ms": round(theirs_ms, 1),

@@ -13,14 +13,13 @@ Nothing is asserted about time.
 from __future__ import annotations
 
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .paired import paired_medians
 
 pytestmark = pytest.mark.benchmark
 
@@ -28,30 +27,14 @@ ROUNDS = 20
 CLI = str(Path(sys.executable).with_name("cargohold"))
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=60)
-    return time.perf_counter() - began
-
-
 def test_volume_ls_start_up(benchmark: Any, tmp_path: Path) -> None:
     env = {**os.environ, "CARGOHOLD_STATE_DIR": str(tmp_path / "state")}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     ours = [CLI, "volume", "ls"]
     floor = [sys.executable, "-c", "import click, pluggy, sqlite3"]
-    for _ in range(2):  # warm both: bytecode caches, page cache
-        timed(ours, env)
-        timed(floor, env)
-    ours_times: list[float] = []
-    floor_times: list[float] = []
-
-    def one_round() -> None:
-        floor_times.append(timed(floor, env))
-        ours_times.append(timed(ours, env))
-
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-    ours_ms = statistics.median(ours_times) * 1000
-    floor_ms = statistics.median(floor_times) * 1000
+    ours_ms, floor_ms = paired_medians(
+        benchmark, (ours, env), (floor, env), rounds=ROUNDS, timeout=60
+    )
     info = {
         "volume_ls_ms": round(ours_ms, 1),
         "floor_ms": round(floor_ms, 1),
