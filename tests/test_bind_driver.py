@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import InvalidArgument, NotFound, NotSupported, Runtime, mounts
+from cargohold.core import InvalidArgument, NotFound, NotSupported, Runtime
+from cargohold.core.kernel import mounts
 
 pytestmark = pytest.mark.root
 

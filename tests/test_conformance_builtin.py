@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from cargohold.core.conformance import VolumeDriverConformance
+from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 from cargohold.drivers.bind import BindDriver
 from cargohold.drivers.local import LocalDriver
 
@@ -49,7 +49,7 @@ import secrets
 import shutil
 
 from cargohold.core import DriverVolume, NotFound, VolumeDriver
-from cargohold.core.conformance import VolumeDriverConformance
+from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 
 
 class Sloppy(VolumeDriver):

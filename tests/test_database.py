@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.database import Database
+from cargohold.core.state.database import Database
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
 

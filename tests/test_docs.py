@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cargohold.core import hookspecs
+from cargohold.core.api import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

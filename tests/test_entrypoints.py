@@ -1,7 +1,7 @@
 """Entry points read without importlib.metadata: the same answers as importlib.metadata.
 
 Plugin loading reads the ``cargohold`` group on every command, so
-`cargohold.core.entrypoints` scans plain ``sys.path`` folders itself; here
+`cargohold.core.plugin.entrypoints` scans plain ``sys.path`` folders itself; here
 its answers are compared with `importlib.metadata.entry_points` on real
 layouts: this environment, shadowed and egg-style distributions, a zip.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.entrypoints import PluginEntry, group_entries
+from cargohold.core.plugin.entrypoints import PluginEntry, group_entries
 
 
 def reference(group: str) -> list[PluginEntry]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import InUse, InvalidArgument, NotSupported, Runtime, mounts
+from cargohold.core import InUse, InvalidArgument, NotSupported, Runtime
+from cargohold.core.kernel import mounts
 
 MiB = 1024 * 1024
 

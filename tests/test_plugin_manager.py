@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Conflict, InvalidArgument, NotFound, Runtime, VolumeDriver, hookimpl
-from cargohold.core.pluginmanager import PluginError, build_plugin_manager
-from cargohold.core.registry import INSTALL_HINTS
+from cargohold.core.plugin.manager import PluginError, build_plugin_manager
+from cargohold.core.volumes.drivers import INSTALL_HINTS
 
 from .test_volume_service import CountingDriver
 

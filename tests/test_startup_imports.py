@@ -30,12 +30,12 @@ NEVER_AT_START = {
 }
 # The container and image machinery: for container and image commands only.
 NOT_FOR_VOLUMES = {
-    "cargohold.core.containers",
-    "cargohold.core.images",
-    "cargohold.core.image_archives",
-    "cargohold.core.snapshots",
-    "cargohold.core.process",
-    "cargohold.core.mountspec",
+    "cargohold.core.containers.service",
+    "cargohold.core.images.store",
+    "cargohold.core.images.archives",
+    "cargohold.core.snapshots.service",
+    "cargohold.core.containers.runner",
+    "cargohold.core.api.container_mounts",
     "cargohold.plugins.docker.plugin_checks",
 }
 
@@ -68,5 +68,5 @@ def test_volume_commands_import_no_heavy_module(args: list[str], tmp_path: Path)
 
 def test_image_listing_imports_no_archive_or_server_code(tmp_path: Path) -> None:
     modules = imported_by(["image", "ls"], tmp_path / "state")
-    assert "cargohold.core.images" in modules
-    assert modules & (NEVER_AT_START | {"cargohold.core.image_archives"}) == set()
+    assert "cargohold.core.images.store" in modules
+    assert modules & (NEVER_AT_START | {"cargohold.core.images.archives"}) == set()

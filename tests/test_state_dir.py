@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.paths import default_state_dir
+from cargohold.core.state.paths import default_state_dir
 
 CARGOHOLD = Path(sys.executable).parent / "cargohold"
 

@@ -31,7 +31,7 @@ from cargohold.core import (
     VolumeDriver,
     hookimpl,
 )
-from cargohold.core.volumes import ANONYMOUS_LABEL
+from cargohold.core.volumes.service import ANONYMOUS_LABEL
 
 
 class CountingDriver(VolumeDriver):

@@ -30,7 +30,7 @@ import pytest
 from flask import Flask
 
 from cargohold.core import Runtime
-from cargohold.core.volumes import VolumeService
+from cargohold.core.volumes.service import VolumeService
 from cargohold.plugins.docker.app import _endpoint, create_app
 from cargohold.plugins.docker.health import Health, UnixHTTPConnection
 from cargohold.plugins.docker.serving import ListenOn, PluginServer

@@ -27,16 +27,16 @@ from typing import Any
 
 import pytest
 
-from cargohold.core import mounts
-from cargohold.core.layers import apply_to_snapshot
-from cargohold.core.snapshot_conformance import layer, remove_all
-from cargohold.core.snapshots import (
+from cargohold.core.images.layers import apply_to_snapshot
+from cargohold.core.kernel import mounts
+from cargohold.core.snapshots.service import (
     SnapshotContext,
     SnapshotMetadata,
     Snapshotter,
     mount_all,
     unmount_all,
 )
+from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.copy import CopySnapshotter
 from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter
 

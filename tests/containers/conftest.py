@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import Runtime, mounts
+from cargohold.core import Runtime
+from cargohold.core.kernel import mounts
 
 from ..realdocker import BUSYBOX_TOOLS
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from cargohold.core import CargoholdError, Runtime
-from cargohold.core.mountspec import parse_all
-from cargohold.core.snapshots import Kind
+from cargohold.core.api.container_mounts import parse_all
+from cargohold.core.snapshots.service import Kind
 
 from .conftest import IMAGE, cli
 
@@ -120,7 +120,7 @@ def test_rm_cleans_up_after_a_create_killed_half_way(rt: Runtime) -> None:
     """A create killed before its last write left a row without mounts or root: rm finds all."""
     from dataclasses import replace
 
-    from cargohold.core.containers import Rootfs
+    from cargohold.core.containers.service import Rootfs
 
     before = everything(rt)
     container = rt.containers.create(IMAGE, ["true"], mounts=parse_all(volumes=["/anon", "nv:/n"]))

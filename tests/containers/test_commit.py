@@ -8,8 +8,8 @@ import time
 import pytest
 
 from cargohold.core import Conflict, Runtime
-from cargohold.core.containers import _state
-from cargohold.core.mountspec import parse_all
+from cargohold.core.api.container_mounts import parse_all
+from cargohold.core.containers.service import _state
 
 from .conftest import IMAGE, cli
 

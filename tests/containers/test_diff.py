@@ -7,7 +7,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from cargohold.core.diff import write_changes
+from cargohold.core.containers.diff import write_changes
 
 
 def test_changes_become_entries_and_deletions_whiteouts(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")
 
 
 def test_extended_attributes_are_kept_and_their_changes_seen(tmp_path: Path) -> None:
-    from cargohold.core.layers import apply_layer
+    from cargohold.core.images.layers import apply_layer
 
     lower, upper = tmp_path / "lower", tmp_path / "upper"
     lower.mkdir()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.mountspec import parse_all
+from cargohold.core.api.container_mounts import parse_all
 
 from ..realdocker import DockerEngine
 

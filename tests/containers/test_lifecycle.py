@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.mountspec import parse_all
+from cargohold.core.api.container_mounts import parse_all
 
 from .conftest import IMAGE, cli
 
@@ -186,7 +186,7 @@ def test_unknown_mount_type_is_refused_and_a_plugin_can_add_one(
     rt: Runtime, tmp_path: Path
 ) -> None:
     from cargohold.core import InvalidArgument, hookimpl
-    from cargohold.core.mountspec import MountSpec, PreparedMount
+    from cargohold.core.api.container_mounts import MountSpec, PreparedMount
 
     spec = MountSpec("scratch", "", "/scratch")
     with pytest.raises(InvalidArgument, match="mount type 'scratch' is not known"):

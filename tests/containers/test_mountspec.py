@@ -7,7 +7,7 @@ import os
 import pytest
 
 from cargohold.core import InvalidArgument
-from cargohold.core.mountspec import (
+from cargohold.core.api.container_mounts import (
     MountSpec,
     parse_all,
     parse_mount,

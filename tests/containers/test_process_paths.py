@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.process import secure_join
+from cargohold.core.containers.runner import secure_join
 
 
 def test_symlinks_stay_inside_the_root(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import InUse, Runtime
-from cargohold.core.mountspec import parse_all
+from cargohold.core.api.container_mounts import parse_all
 
 from .conftest import IMAGE, cli
 

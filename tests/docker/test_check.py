@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from cargohold.core import InvalidArgument, Runtime, VolumeDriver, hookimpl
-from cargohold.core.conformance import Harness, VolumeDriverConformance, new_name
-from cargohold.core.driver import DriverContext
+from cargohold.core.api.volume_driver import DriverContext
+from cargohold.core.testing.volume_drivers import Harness, VolumeDriverConformance, new_name
 from cargohold.plugins.docker.client import BACKOFF_ENV, connect
 from cargohold.plugins.docker.discovery import SOCKET_DIR_ENV, PluginAddress
 from cargohold.plugins.docker.plugin_checks import run_checks

@@ -30,7 +30,7 @@ from cargohold.core import (
     Runtime,
     Unavailable,
 )
-from cargohold.core.driver import DriverContext
+from cargohold.core.api.volume_driver import DriverContext
 from cargohold.plugins.docker import client as client_plugin
 from cargohold.plugins.docker.client import PluginClient, connect, error_class
 from cargohold.plugins.docker.discovery import (

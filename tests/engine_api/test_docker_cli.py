@@ -7,7 +7,7 @@ import json
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.mountspec import parse_all
+from cargohold.core.api.container_mounts import parse_all
 
 from ..containers.conftest import IMAGE
 from .conftest import Daemon

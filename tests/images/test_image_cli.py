@@ -9,7 +9,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from cargohold.core.snapshot_conformance import layer
+from cargohold.core.testing.snapshotters import layer
 
 from .builders import docker_archive, sha
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.errors import Conflict, InvalidArgument, NotFound
-from cargohold.core.snapshot_conformance import layer
+from cargohold.core.api.errors import Conflict, InvalidArgument, NotFound
+from cargohold.core.testing.snapshotters import layer
 
 from .builders import config_for, docker_archive, oci_layout, sha, tar_directory
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.layers import LayerError, apply_layer
-from cargohold.core.snapshot_conformance import layer
+from cargohold.core.images.layers import LayerError, apply_layer
+from cargohold.core.testing.snapshotters import layer
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from cargohold.core.snapshot_conformance import layer
+from cargohold.core.testing.snapshotters import layer
 
 from .builders import docker_archive
 from .test_image_cli import CARGOHOLD

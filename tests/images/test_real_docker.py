@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.snapshot_conformance import layer, remove_all
-from cargohold.core.snapshots import mounted
+from cargohold.core.snapshots.service import mounted
+from cargohold.core.testing.snapshotters import layer, remove_all
 
 from ..realdocker import DockerEngine
 from .builders import docker_archive

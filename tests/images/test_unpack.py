@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.images import LAYER_LABEL
-from cargohold.core.layers import LayerError
-from cargohold.core.snapshot_conformance import layer, remove_all, tree
-from cargohold.core.snapshots import Kind, Snapshotter, mounted
+from cargohold.core.images.layers import LayerError
+from cargohold.core.images.store import LAYER_LABEL
+from cargohold.core.snapshots.service import Kind, Snapshotter, mounted
+from cargohold.core.testing.snapshotters import layer, remove_all, tree
 
 from .builders import docker_archive
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import mounts
+from cargohold.core.kernel import mounts
 
 
 def btrfs_missing_reason() -> str | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import snapshots
-from cargohold.core.snapshot_conformance import SnapshotterConformance
+from cargohold.core.snapshots import service as snapshots
+from cargohold.core.testing.snapshotters import SnapshotterConformance
 from cargohold.drivers.snapshotters.btrfs import BtrfsSnapshotter
 from cargohold.drivers.snapshotters.copy import CopySnapshotter
 from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cargohold.core import snapshots
-from cargohold.core.snapshots import MOUNT_DATA_LIMIT, Mount, mounted
+from cargohold.core.snapshots import service as snapshots
+from cargohold.core.snapshots.service import MOUNT_DATA_LIMIT, Mount, mounted
 
 pytestmark = pytest.mark.root
 

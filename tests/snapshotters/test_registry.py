@@ -8,10 +8,11 @@ from typing import ClassVar
 
 import pytest
 
-from cargohold.core import Runtime, hookimpl, mounts
-from cargohold.core.errors import NotFound, NotSupported
-from cargohold.core.snapshot_conformance import layer, remove_all
-from cargohold.core.snapshots import SNAPSHOTTER_ENV, default_snapshotter
+from cargohold.core import Runtime, hookimpl
+from cargohold.core.api.errors import NotFound, NotSupported
+from cargohold.core.kernel import mounts
+from cargohold.core.snapshots.service import SNAPSHOTTER_ENV, default_snapshotter
+from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.copy import CopySnapshotter
 
 from ..images.builders import docker_archive

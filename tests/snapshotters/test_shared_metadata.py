@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.layers import apply_to_snapshot
-from cargohold.core.snapshot_conformance import layer, remove_all
-from cargohold.core.snapshots import SnapshotContext, SnapshotMetadata, Snapshotter, mounted
+from cargohold.core.images.layers import apply_to_snapshot
+from cargohold.core.snapshots.service import SnapshotContext, SnapshotMetadata, Snapshotter, mounted
+from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter
 
 pytestmark = pytest.mark.root

@@ -6,15 +6,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from cargohold.core.driver import (
-    Capabilities,
-    DriverContext,
-    DriverVolume,
-    Option,
-    VolumeDriver,
-    parse_size,
-)
-from cargohold.core.errors import (
+from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
     InUse,
@@ -23,22 +15,30 @@ from cargohold.core.errors import (
     NotSupported,
     Unavailable,
 )
-from cargohold.core.hookspecs import PROJECT
+from cargohold.core.api.hookspecs import PROJECT
+from cargohold.core.api.volume_driver import (
+    Capabilities,
+    DriverContext,
+    DriverVolume,
+    Option,
+    VolumeDriver,
+    parse_size,
+)
 
 # Runtime, Volume, VolumeEvent and VolumeService are imported on first use: a
 # plugin module that only needs `hookimpl` must not pay for the services at
 # every command's start-up. The type checker sees plain imports (and no
 # __getattr__, so a misspelt name is still an error).
 if TYPE_CHECKING:
-    from cargohold.core.events import VolumeEvent
+    from cargohold.core.api.events import VolumeEvent
     from cargohold.core.runtime import Runtime
-    from cargohold.core.volumes import Volume, VolumeService
+    from cargohold.core.volumes.service import Volume, VolumeService
 else:
     _LAZY = {
         "Runtime": "cargohold.core.runtime",
-        "Volume": "cargohold.core.volumes",
-        "VolumeEvent": "cargohold.core.events",
-        "VolumeService": "cargohold.core.volumes",
+        "Volume": "cargohold.core.volumes.service",
+        "VolumeEvent": "cargohold.core.api.events",
+        "VolumeService": "cargohold.core.volumes.service",
     }
 
     def __getattr__(name: str) -> object:

@@ -16,13 +16,13 @@ from typing import Any, TypeVar
 
 import click
 
-from cargohold.core.driver import VolumeDriver
-from cargohold.core.errors import CargoholdError, InvalidArgument
-from cargohold.core.filters import LIST_FILTERS, PRUNE_FILTERS, parse_filters
-from cargohold.core.paths import STATE_DIR_ENV, default_state_dir
-from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
+from cargohold.core.api.errors import CargoholdError, InvalidArgument
+from cargohold.core.api.volume_driver import VolumeDriver
+from cargohold.core.plugin.manager import PluginManager, build_plugin_manager
 from cargohold.core.runtime import Runtime
-from cargohold.core.volumes import Volume
+from cargohold.core.state.paths import STATE_DIR_ENV, default_state_dir
+from cargohold.core.volumes.filters import LIST_FILTERS, PRUNE_FILTERS, parse_filters
+from cargohold.core.volumes.service import Volume
 
 T = TypeVar("T")
 

@@ -8,17 +8,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from cargohold.core.locks import VolumeLocks
-from cargohold.core.paths import default_state_dir
-from cargohold.core.pluginmanager import PluginManager, build_plugin_manager
-from cargohold.core.registry import DriverRegistry
-from cargohold.core.store import Store
-from cargohold.core.volumes import VolumeService
+from cargohold.core.plugin.manager import PluginManager, build_plugin_manager
+from cargohold.core.state.locks import VolumeLocks
+from cargohold.core.state.paths import default_state_dir
+from cargohold.core.state.volume_store import Store
+from cargohold.core.volumes.drivers import DriverRegistry
+from cargohold.core.volumes.service import VolumeService
 
 if TYPE_CHECKING:
-    from cargohold.core.containers import ContainerService
-    from cargohold.core.images import ImageStore
-    from cargohold.core.snapshots import SnapshotterRegistry
+    from cargohold.core.containers.service import ContainerService
+    from cargohold.core.images.store import ImageStore
+    from cargohold.core.snapshots.service import SnapshotterRegistry
 
 
 class Runtime:
@@ -62,7 +62,7 @@ class Runtime:
         """Copy-on-write layers; the registry opens its database on first use."""
         with self._build_lock:
             if self._snapshotters is None:
-                from cargohold.core.snapshots import SnapshotterRegistry
+                from cargohold.core.snapshots.service import SnapshotterRegistry
 
                 self._snapshotters = SnapshotterRegistry(self.hook, self.state_dir)
             return self._snapshotters
@@ -72,7 +72,7 @@ class Runtime:
         """The image store; it opens its database on first use."""
         with self._build_lock:
             if self._images is None:
-                from cargohold.core.images import ImageStore
+                from cargohold.core.images.store import ImageStore
 
                 self._images = ImageStore(self.state_dir / "images", self.snapshotters)
             return self._images
@@ -82,7 +82,7 @@ class Runtime:
         """The container service, built on first use (volume-only commands never pay for it)."""
         with self._build_lock:
             if self._containers is None:
-                from cargohold.core.containers import ContainerService
+                from cargohold.core.containers.service import ContainerService
 
                 self._containers = ContainerService(self)
             return self._containers

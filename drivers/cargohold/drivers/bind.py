@@ -30,8 +30,8 @@ from cargohold.core import (
     NotFound,
     NotSupported,
     Option,
-    mounts,
 )
+from cargohold.core.kernel import mounts
 from cargohold.drivers.datadir import DataDirDriver
 
 

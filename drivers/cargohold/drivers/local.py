@@ -33,8 +33,8 @@ from cargohold.core import (
     InvalidArgument,
     NotFound,
     Option,
-    mounts,
 )
+from cargohold.core.kernel import mounts
 from cargohold.drivers import quota
 from cargohold.drivers.datadir import DataDirDriver
 

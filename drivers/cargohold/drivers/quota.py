@@ -45,20 +45,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from cargohold.core import NotSupported, mounts
+from cargohold.core import NotSupported
+from cargohold.core.kernel import btrfs, mounts
+from cargohold.core.kernel.libc import libc, raise_errno
 
 FIRST_PROJECT_ID = 100_000
 _MAX_PROJECT_ID = 2**32 - 2
 
 Kind = Literal["btrfs", "project"]
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _raise_errno(what: str, path: Path | str) -> None:
-    err = ctypes.get_errno()
-    raise OSError(err, f"{what} on {path}: {os.strerror(err)}")
 
 
 @contextmanager
@@ -74,7 +68,7 @@ def limiter_for(root: Path) -> Kind:
     """The mechanism that can limit a directory under ``root``, or `NotSupported`."""
     entry = mounts.mount_of(root)
     if entry.fstype == "btrfs":
-        if _btrfs_quotas_enabled(root):
+        if btrfs.quotas_enabled(root):
             return "btrfs"
         how = f"enable quotas on it: btrfs quota enable {entry.target}"
     elif entry.fstype in ("xfs", "ext4"):
@@ -97,13 +91,13 @@ def create_limited_dir(directory: Path, size: int, kind: Kind) -> None:
     """Make ``directory`` (or keep it, if it exists) and limit it to ``size`` bytes."""
     if kind == "btrfs":
         if not directory.exists():
-            _btrfs_subvolume_create(directory)
-        elif not _is_btrfs_subvolume(directory):
+            btrfs.create_subvolume(directory)
+        elif not btrfs.is_subvolume(directory):
             raise NotSupported(
                 f"{directory} exists as a plain directory, not a subvolume: it cannot get a "
                 "size limit. Remove the volume and create it again"
             )
-        _btrfs_limit(directory, size)
+        btrfs.limit(directory, size)
     else:
         directory.mkdir(mode=0o755, exist_ok=True)
         project = _own_project_id(directory)
@@ -116,82 +110,14 @@ def remove_limited_dir(directory: Path) -> None:
     """Delete ``directory`` and everything in it, and drop its limit."""
     if not directory.exists():
         return
-    if _is_btrfs_subvolume(directory):
-        _btrfs_subvolume_delete(directory)
+    if btrfs.is_subvolume(directory):
+        btrfs.delete_subvolume(directory)
         return
     project = _own_project_id(directory)
     shutil.rmtree(directory)
     if project:
         with contextlib.suppress(OSError):  # quotas turned off since: no limit to clear
             _set_project_limit(directory.parent, project, 0)
-
-
-# -- btrfs ---------------------------------------------------------------------
-
-_BTRFS_IOC_START_SYNC = 0x80089418
-_BTRFS_IOC_SUBVOL_CREATE = 0x5000940E
-_BTRFS_IOC_SNAP_DESTROY = 0x5000940F
-_BTRFS_IOC_QGROUP_LIMIT = 0x8030942B
-_BTRFS_IOC_FS_INFO = 0x8400941F
-_BTRFS_QGROUP_LIMIT_MAX_RFER = 1
-_BTRFS_FIRST_FREE_OBJECTID = 256
-_BTRFS_NAME_MAX = 4087
-_BTRFS_NO_LIMIT = 2**64 - 1  # what the kernel reads as "clear this limit"
-
-
-def _vol_args(name: str) -> bytearray:
-    encoded = os.fsencode(name)
-    if len(encoded) > _BTRFS_NAME_MAX:
-        raise OSError(errno.ENAMETOOLONG, f"subvolume name too long: {name}")
-    buf = bytearray(4096)
-    buf[8 : 8 + len(encoded)] = encoded
-    return buf
-
-
-def _btrfs_quotas_enabled(path: Path) -> bool:
-    with _open_dir(path) as fd:
-        info = bytearray(1024)
-        fcntl.ioctl(fd, _BTRFS_IOC_FS_INFO, info)
-    fsid = info[16:32].hex()
-    uuid = f"{fsid[:8]}-{fsid[8:12]}-{fsid[12:16]}-{fsid[16:20]}-{fsid[20:]}"
-    # the kernel adds this directory when quotas are enabled, and drops it when disabled
-    return Path("/sys/fs/btrfs", uuid, "qgroups").is_dir()
-
-
-def _is_btrfs_subvolume(path: Path) -> bool:
-    try:
-        return (
-            mounts.mount_of(path).fstype == "btrfs"
-            and os.stat(path).st_ino == _BTRFS_FIRST_FREE_OBJECTID
-        )
-    except FileNotFoundError:
-        return False
-
-
-def _btrfs_subvolume_create(path: Path) -> None:
-    with _open_dir(path.parent) as parent:
-        fcntl.ioctl(parent, _BTRFS_IOC_SUBVOL_CREATE, _vol_args(path.name))
-
-
-def _btrfs_limit(path: Path, size: int) -> None:
-    # qgroupid 0 means "the subvolume this descriptor is in"
-    args = bytearray(struct.pack("=QQQQQQ", 0, _BTRFS_QGROUP_LIMIT_MAX_RFER, size, 0, 0, 0))
-    with _open_dir(path) as fd:
-        fcntl.ioctl(fd, _BTRFS_IOC_QGROUP_LIMIT, args)
-
-
-def _btrfs_subvolume_delete(path: Path) -> None:
-    # Clear the limit, and leave the qgroup itself to the kernel: it drops the
-    # qgroup once the cleaner has freed the data (older kernels leave an empty
-    # stale one, harmless; `btrfs qgroup clear-stale` tidies). Destroying it
-    # while it still counts bytes marks every qgroup on the filesystem
-    # inconsistent, and an inconsistent filesystem enforces no limit at all.
-    with contextlib.suppress(OSError):  # quotas turned off since: no limit to clear
-        _btrfs_limit(path, _BTRFS_NO_LIMIT)
-    with _open_dir(path.parent) as parent:
-        fcntl.ioctl(parent, _BTRFS_IOC_SNAP_DESTROY, _vol_args(path.name))
-        # start a commit without waiting for it, so the cleaner frees the space soon
-        fcntl.ioctl(parent, _BTRFS_IOC_START_SYNC, bytearray(8))
 
 
 # -- project quotas (xfs, ext4) ------------------------------------------------
@@ -219,15 +145,16 @@ def _quotactl(path: Path, command: int, qid: int, buf: bytearray) -> None:
     address = (ctypes.c_char * len(buf)).from_buffer(buf)
     with _open_dir(path) as fd:
         qid_arg = ctypes.c_uint(qid)
-        if _libc.syscall(ctypes.c_long(_SYS_QUOTACTL_FD), fd, cmd, qid_arg, address) == 0:
+        if libc.syscall(ctypes.c_long(_SYS_QUOTACTL_FD), fd, cmd, qid_arg, address) == 0:
             return
     if ctypes.get_errno() != errno.ENOSYS:
-        _raise_errno("quotactl", path)
+        raise_errno("quotactl", path)
     # kernels before 5.14: the classic call names the filesystem's block device
     device = mounts.mount_of(path).source
-    _libc.quotactl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p]
-    if _libc.quotactl(cmd, os.fsencode(device), qid, ctypes.addressof(address)) != 0:
-        _raise_errno("quotactl", device)
+    quotactl = libc.quotactl
+    quotactl.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p]
+    if quotactl(cmd, os.fsencode(device), qid, ctypes.addressof(address)) != 0:
+        raise_errno("quotactl", device)
 
 
 def _project_quota_enforced(path: Path, entry: mounts.MountEntry) -> bool:

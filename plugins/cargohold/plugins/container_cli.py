@@ -18,7 +18,7 @@ from cargohold.core import CargoholdError, hookimpl
 from cargohold.core.cli import act_on_each, emit_json, key_values, runtime, table, try_each
 
 if TYPE_CHECKING:  # imported by the commands: loading the plugin must stay cheap
-    from cargohold.core.containers import Container
+    from cargohold.core.containers.service import Container
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,7 +61,7 @@ def _create_options(func: F) -> F:
 
 
 def _create(params: dict[str, Any]) -> Container:
-    from cargohold.core.mountspec import parse_all
+    from cargohold.core.api.container_mounts import parse_all
 
     specs = parse_all(params["volumes"], params["mounts"], params["tmpfs"], params["volumes_from"])
     return runtime().containers.create(
@@ -83,7 +83,7 @@ def _create(params: dict[str, Any]) -> Container:
 
 def _fail(err: CargoholdError, code: int | None = None) -> None:
     if code is None:
-        from cargohold.core.process import EXIT_RUNTIME
+        from cargohold.core.containers.runner import EXIT_RUNTIME
 
         code = EXIT_RUNTIME
     click.echo(f"cargohold: {err}", err=True)
@@ -106,7 +106,7 @@ def create_command(**params: Any) -> None:
 @click.option("-d", "--detach", is_flag=True, help="run in the background; print the id")
 def run_command(detach: bool, **params: Any) -> None:
     """Create and start a container; wait for it and exit with its code."""
-    from cargohold.core.containers import StartFailed
+    from cargohold.core.containers.service import StartFailed
 
     service = runtime().containers
     try:
@@ -137,7 +137,7 @@ def start_command(containers: tuple[str, ...]) -> None:
 @click.option("--no-trunc", is_flag=True, help="full ids and commands")
 def ps_command(show_all: bool, quiet: bool, no_trunc: bool) -> None:
     """List containers (running ones, or all with -a)."""
-    from cargohold.core.containers import describe_status
+    from cargohold.core.containers.service import describe_status
 
     containers = runtime().containers.list(all=show_all)
     if quiet:

@@ -11,8 +11,8 @@ from typing import Any
 import click
 
 from cargohold.core import hookimpl
+from cargohold.core.api.volume_driver import VolumeDriver
 from cargohold.core.cli import emit_json, key_values, runtime, table
-from cargohold.core.driver import VolumeDriver
 
 
 @hookimpl
@@ -95,7 +95,7 @@ def _test_module(classes: Sequence[type[VolumeDriver]], opts: dict[str, str] | N
 
     parts = [
         "import pytest",
-        "from cargohold.core.conformance import VolumeDriverConformance",
+        "from cargohold.core.testing.volume_drivers import VolumeDriverConformance",
     ]
     for cls in classes:
         options = opts if opts is not None else dict(cls.example_options)

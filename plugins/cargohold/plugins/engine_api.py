@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import click
 
 from cargohold.core import CargoholdError, Conflict, InvalidArgument, hookimpl
-from cargohold.core.filters import LIST_FILTERS, PRUNE_FILTERS, Filters, filters_from_api
+from cargohold.core.volumes.filters import LIST_FILTERS, PRUNE_FILTERS, Filters, filters_from_api
 
 if TYPE_CHECKING:
     from flask import Flask, Response

@@ -30,9 +30,9 @@ from cargohold.core import CargoholdError, InvalidArgument, NotFound, hookimpl
 # Every command loads this plugin: the container machinery (and the mount
 # spec types) are imported by the hooks, which only container commands call.
 if TYPE_CHECKING:
-    from cargohold.core.containers import Container, Rootfs
-    from cargohold.core.images import Image
-    from cargohold.core.mountspec import MountSpec, PreparedMount
+    from cargohold.core.api.container_mounts import MountSpec, PreparedMount
+    from cargohold.core.containers.service import Container, Rootfs
+    from cargohold.core.images.store import Image
     from cargohold.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 @hookimpl
 def cargohold_mount_types() -> Sequence[str]:
-    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM
+    from cargohold.core.api.container_mounts import BIND, TMPFS, VOLUME, VOLUMES_FROM
 
     return [VOLUME, BIND, TMPFS, VOLUMES_FROM]
 
@@ -52,7 +52,7 @@ def cargohold_mount_types() -> Sequence[str]:
 def cargohold_attach_mount(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> Sequence[MountSpec] | None:
-    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, VOLUMES_FROM
+    from cargohold.core.api.container_mounts import BIND, TMPFS, VOLUME, VOLUMES_FROM
 
     if spec.type == VOLUME:
         return [_attach_volume(spec, container, runtime)]
@@ -124,7 +124,7 @@ def _check_bind(spec: MountSpec, container: Container) -> None:
 def _expand_volumes_from(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> list[MountSpec]:
-    from cargohold.core.mountspec import BIND, VOLUME
+    from cargohold.core.api.container_mounts import BIND, VOLUME
 
     try:
         other = runtime.containers.get(spec.source)
@@ -153,7 +153,7 @@ def _expand_volumes_from(
 def cargohold_prepare_mount(
     spec: MountSpec, container: Container, runtime: Runtime
 ) -> PreparedMount | None:
-    from cargohold.core.mountspec import BIND, TMPFS, VOLUME, PreparedMount
+    from cargohold.core.api.container_mounts import BIND, TMPFS, VOLUME, PreparedMount
 
     if spec.type == VOLUME:
         path = runtime.volumes.mount(spec.source, container.id)
@@ -177,7 +177,7 @@ def cargohold_prepare_mount(
             recursive=spec.options.get("nonrecursive") != "true",
         )
     if spec.type == TMPFS:
-        from cargohold.core import mounts
+        from cargohold.core.kernel import mounts
 
         flags, data = mounts.parse_options(spec.options.get("tmpfs", ""))
         return PreparedMount(
@@ -188,7 +188,7 @@ def cargohold_prepare_mount(
 
 @hookimpl
 def cargohold_release_mount(spec: MountSpec, container: Container, runtime: Runtime) -> bool | None:
-    from cargohold.core.mountspec import BIND, TMPFS, VOLUME
+    from cargohold.core.api.container_mounts import BIND, TMPFS, VOLUME
 
     if spec.type == VOLUME:
         with contextlib.suppress(NotFound):
@@ -203,7 +203,7 @@ def cargohold_release_mount(spec: MountSpec, container: Container, runtime: Runt
 def cargohold_detach_mount(
     spec: MountSpec, container: Container, runtime: Runtime, remove_volumes: bool
 ) -> bool | None:
-    from cargohold.core.mountspec import BIND, TMPFS, VOLUME
+    from cargohold.core.api.container_mounts import BIND, TMPFS, VOLUME
 
     if spec.type == VOLUME:
         runtime.volumes.release(spec.source, container.id)
@@ -224,7 +224,7 @@ def cargohold_detach_mount(
 @hookimpl(trylast=True)
 def cargohold_rootfs(container: Container, image: Image, runtime: Runtime) -> Rootfs:
     """The image's layers in the default snapshotter, and a writable snapshot on top."""
-    from cargohold.core.containers import CONTAINER_LABEL, Rootfs
+    from cargohold.core.containers.service import CONTAINER_LABEL, Rootfs
 
     snapshotter = runtime.snapshotters.default()
     parent = runtime.images.unpacked_chain(image, snapshotter)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cargohold.core import hookimpl
 
 if TYPE_CHECKING:
-    from cargohold.core.snapshots import SnapshotDriver
+    from cargohold.core.snapshots.service import SnapshotDriver
 
 
 @hookimpl

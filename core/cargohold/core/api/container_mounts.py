@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cargohold.core.errors import InvalidArgument
+from cargohold.core.api.errors import InvalidArgument
 
 VOLUME = "volume"
 BIND = "bind"

@@ -26,13 +26,14 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from cargohold.core.api.container_mounts import MountSpec, PreparedMount
+    from cargohold.core.api.events import VolumeEvent
+    from cargohold.core.api.volume_driver import DriverContext, VolumeDriver
+
     # container hooks: these modules import nothing from here at run time
-    from cargohold.core.containers import Container, ContainerEvent, Rootfs
-    from cargohold.core.driver import DriverContext, VolumeDriver
-    from cargohold.core.events import VolumeEvent
-    from cargohold.core.mountspec import MountSpec, PreparedMount
+    from cargohold.core.containers.service import Container, ContainerEvent, Rootfs
     from cargohold.core.runtime import Runtime
-    from cargohold.core.snapshots import SnapshotDriver
+    from cargohold.core.snapshots.service import SnapshotDriver
 
 PROJECT = "cargohold"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -58,7 +59,7 @@ def cargohold_volume_drivers() -> Sequence[type[VolumeDriver]]:
 def cargohold_snapshotters() -> Sequence[type[SnapshotDriver]]:
     """Return the snapshot-driver classes (copy-on-write layers) this plugin provides.
 
-    Each is a `cargohold.core.snapshots.SnapshotDriver` subclass with a unique
+    Each is a `cargohold.core.snapshots.service.SnapshotDriver` subclass with a unique
     ``name`` (built in: ``overlay``, ``copy``, ``btrfs``). The core builds one
     lazily as ``cls(SnapshotContext(root))``, ``root`` being
     ``<state>/snapshots/<name>``, and wraps it in a `Snapshotter` that keeps

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from cargohold.core.errors import InvalidArgument, NotSupported
+from cargohold.core.api.errors import InvalidArgument, NotSupported
 
 Scope = Literal["local", "global"]
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cargohold.core import mounts
-from cargohold.core.mountspec import PreparedMount
+from cargohold.core.api.container_mounts import PreparedMount
+from cargohold.core.kernel import mounts
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000

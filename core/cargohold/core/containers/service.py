@@ -8,7 +8,7 @@ through hooks: the root filesystem (`cargohold_rootfs`) and each mount
 ``..._release_mount`` at stop, ``..._detach_mount`` at remove).
 
 While a container runs, one process supervises it: the foreground ``run``
-itself, or a detached shim (``python -m cargohold.core.containers``) for
+itself, or a detached shim (``python -m cargohold.core.containers.service``) for
 ``-d`` and ``start``. The supervisor spawns the process, copies its stdout and
 stderr into the log, records its exit code, releases its mounts and, for
 ``--rm``, removes it. Other commands only read the row and send signals.
@@ -38,13 +38,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from cargohold.core import process
-from cargohold.core.database import Database
-from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound
-from cargohold.core.images import Image
-from cargohold.core.mountspec import VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
-from cargohold.core.snapshots import Mount, mounted, new_key
-from cargohold.core.volumes import ANONYMOUS_LABEL
+from cargohold.core.api.container_mounts import VOLUME, VOLUMES_FROM, MountSpec, PreparedMount
+from cargohold.core.api.errors import CargoholdError, Conflict, InvalidArgument, NotFound
+from cargohold.core.containers import runner
+from cargohold.core.images.store import Image
+from cargohold.core.snapshots.service import Mount, mounted, new_key
+from cargohold.core.state.database import Database
+from cargohold.core.volumes.service import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
     from cargohold.core.runtime import Runtime
@@ -527,7 +527,7 @@ class ContainerService:
                 [
                     sys.executable,
                     "-m",
-                    "cargohold.core.containers",
+                    "cargohold.core.containers.service",
                     str(self.runtime.state_dir),
                     container.id,
                     str(write_end),
@@ -545,7 +545,7 @@ class ContainerService:
             answer = ready.read().decode(errors="replace")
         status, _, message = answer.partition("\n")
         if status != "ok":
-            code = int(status) if status.isdigit() else process.EXIT_RUNTIME
+            code = int(status) if status.isdigit() else runner.EXIT_RUNTIME
             raise StartFailed(code, message or "the container's supervisor died while starting")
         return self.get(container.id)
 
@@ -601,7 +601,7 @@ class ContainerService:
             plan = self._etc_files(container, plan) + plan
         except BaseException as err:
             self._release(container, prepared)
-            self._record_failure(container, process.EXIT_RUNTIME, str(err))
+            self._record_failure(container, runner.EXIT_RUNTIME, str(err))
             raise
         with contextlib.ExitStack() as stack:
             out_r, out_w = os.pipe2(os.O_CLOEXEC)
@@ -609,7 +609,7 @@ class ContainerService:
             for fd in (out_r, err_r):
                 stack.callback(os.close, fd)
             logfile = stack.enter_context(open(self.log_path(container), "ab", buffering=0))
-            proc_spec = process.ProcessSpec(
+            proc_spec = runner.ProcessSpec(
                 args=container.args,
                 mount_rootfs=lambda target: _mount_root(root_mounts, target),
                 rootfs_dir=self.directory(container) / "rootfs",
@@ -622,8 +622,8 @@ class ContainerService:
                 mounts=plan,
             )
             try:
-                pid = process.spawn(proc_spec, out_w, err_w)
-            except process.StartError as err:
+                pid = runner.spawn(proc_spec, out_w, err_w)
+            except runner.StartError as err:
                 self._release(container, prepared)
                 self._record_failure(container, err.exit_code, str(err))
                 raise StartFailed(err.exit_code, str(err)) from None
@@ -648,7 +648,7 @@ class ContainerService:
                 on_started(container)
             _pump(out_r, err_r, logfile, echo=attach)
             _, status = os.waitpid(pid, 0)
-        code = process.exit_code_of(status)
+        code = runner.exit_code_of(status)
         # mounts first: once the state says exited (what stop waits for), volumes are released
         self._release(container, prepared)
         state = replace(state, status="exited", exit_code=code, finished_at=_now())
@@ -888,7 +888,9 @@ class ContainerService:
                 else:
                     upper = Path(reading.enter_context(tempfile.TemporaryDirectory(dir=work)))
                     reading.enter_context(mounted(snapshotter.mounts(rootfs.key), upper))
-                from cargohold.core.diff import write_changes  # (tarfile: not for every run)
+                from cargohold.core.containers.diff import (
+                    write_changes,  # (tarfile: not for every run)
+                )
 
                 write_changes(
                     Path(lower), upper, layer, placeholders=_ETC_PLACEHOLDERS, exclude=exclude
@@ -1229,7 +1231,7 @@ def _write_log(logfile: BinaryIO, stream: str, *chunks: bytes) -> None:
 
 
 def _shim_main(argv: Sequence[str]) -> int:
-    """``python -m cargohold.core.containers STATE_DIR ID READY_FD``: a detached supervisor."""
+    """``python -m cargohold.core.containers.service STATE_DIR ID READY_FD``: detached supervisor."""
     from cargohold.core.runtime import Runtime
 
     state_dir, container_id, ready_text = argv
@@ -1250,8 +1252,8 @@ def _shim_main(argv: Sequence[str]) -> int:
             return err.exit_code
         except CargoholdError as err:
             with contextlib.suppress(OSError):
-                os.write(ready_fd, f"{process.EXIT_RUNTIME}\n{err}".encode())
-            return process.EXIT_RUNTIME
+                os.write(ready_fd, f"{runner.EXIT_RUNTIME}\n{err}".encode())
+            return runner.EXIT_RUNTIME
 
 
 if __name__ == "__main__":

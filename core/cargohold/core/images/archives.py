@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
-from cargohold.core.errors import InvalidArgument, NotSupported
-from cargohold.core.image_config import host_architecture, normalize_reference, parse_json
-from cargohold.core.layers import LayerError, clean_name
+from cargohold.core.api.errors import InvalidArgument, NotSupported
+from cargohold.core.images.config import host_architecture, normalize_reference, parse_json
+from cargohold.core.images.layers import LayerError, clean_name
 
 DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _HEX = re.compile(r"[0-9a-f]{64}")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cargohold.core.errors import InvalidArgument
+from cargohold.core.api.errors import InvalidArgument
 
 # Docker's reference grammar, simplified: lowercase path components with
 # separators, optional registry host[:port], tag of up to 128 word characters.

@@ -47,9 +47,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-from cargohold.core.database import Database
-from cargohold.core.errors import CargoholdError, Conflict, InvalidArgument, NotFound, NotSupported
-from cargohold.core.image_config import (
+from cargohold.core.api.errors import (
+    CargoholdError,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    NotSupported,
+)
+from cargohold.core.images.config import (
     apply_changes,
     chain_ids,
     dump_config,
@@ -57,10 +62,11 @@ from cargohold.core.image_config import (
     normalize_reference,
     now,
 )
-from cargohold.core.snapshots import Info, Kind, Snapshotter, new_key
+from cargohold.core.snapshots.service import Info, Kind, Snapshotter, new_key
+from cargohold.core.state.database import Database
 
 if TYPE_CHECKING:
-    from cargohold.core.image_archives import Reader, SavedImage
+    from cargohold.core.images.archives import Reader, SavedImage
 
 # Archives and layer tars (image_archives, layers: tarfile, gzip) are imported by
 # the methods that read or write them: running a container from an unpacked
@@ -290,7 +296,7 @@ class ImageStore:
 
     def layer_path(self, diff_id: str) -> Path:
         """The uncompressed tar of layer ``diff_id``; `NotFound` if the store lacks it."""
-        from cargohold.core.image_archives import DIGEST
+        from cargohold.core.images.archives import DIGEST
 
         match = DIGEST.fullmatch(diff_id)
         if match is None:
@@ -394,8 +400,8 @@ class ImageStore:
         import gzip
         import tarfile
 
-        from cargohold.core.image_archives import GZIP_MAGIC, ZSTD_MAGIC, Counted, Prepend
-        from cargohold.core.layers import check_layer
+        from cargohold.core.images.archives import GZIP_MAGIC, ZSTD_MAGIC, Counted, Prepend
+        from cargohold.core.images.layers import check_layer
 
         if progress is not None:
             stream = Counted(stream, progress)
@@ -484,8 +490,8 @@ class ImageStore:
         leaves the store as it was. ``progress`` is told each chunk of layer
         bytes read.
         """
-        from cargohold.core.image_archives import Hashing, Source, check_layer_digest, read_archive
-        from cargohold.core.layers import LayerError
+        from cargohold.core.images.archives import Hashing, Source, check_layer_digest, read_archive
+        from cargohold.core.images.layers import LayerError
 
         path = Path(path)
         if not path.exists():
@@ -692,7 +698,7 @@ class ImageStore:
         ``output`` is a path (written to a temporary file, then renamed) or a
         binary stream. ``progress`` is told each chunk written.
         """
-        from cargohold.core.image_archives import CountedWriter, write_docker_archive
+        from cargohold.core.images.archives import CountedWriter, write_docker_archive
 
         def sink(raw: IO[bytes]) -> IO[bytes]:
             return raw if progress is None else cast(IO[bytes], CountedWriter(raw, progress))
@@ -723,7 +729,7 @@ class ImageStore:
     def _saved(
         self, db: sqlite3.Connection, chosen: Mapping[str, builtins.list[str]]
     ) -> builtins.list[SavedImage]:
-        from cargohold.core.image_archives import SavedImage
+        from cargohold.core.images.archives import SavedImage
 
         saved = []
         for image_id, tags in chosen.items():
@@ -774,7 +780,7 @@ class ImageStore:
     def _unpack(
         self, snapshotter: Snapshotter, diff_id: str, chain: str, parent: str | None
     ) -> None:
-        from cargohold.core.layers import apply_to_snapshot
+        from cargohold.core.images.layers import apply_to_snapshot
 
         layer = self.layer_path(diff_id)
         key = new_key("unpack")

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 
 import pluggy
 
-from cargohold.core import hookspecs
-from cargohold.core.entrypoints import group_entries
-from cargohold.core.errors import CargoholdError
+from cargohold.core.api import hookspecs
+from cargohold.core.api.errors import CargoholdError
+from cargohold.core.plugin.entrypoints import group_entries
 
 ENTRY_POINT_GROUP = "cargohold"
 DISTRIBUTION = "cargohold"

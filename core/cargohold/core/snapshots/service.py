@@ -56,16 +56,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from cargohold.core import mounts as kmounts
-from cargohold.core.database import Database
-from cargohold.core.errors import (
+from cargohold.core.api.errors import (
     Conflict,
     InUse,
     InvalidArgument,
     NotFound,
     NotSupported,
 )
-from cargohold.core.registry import collect_classes
+from cargohold.core.kernel import mounts as kmounts
+from cargohold.core.state.database import Database
+from cargohold.core.volumes.drivers import collect_classes
 
 log = logging.getLogger(__name__)
 
@@ -811,7 +811,7 @@ def default_snapshotter(
     if chosen := os.environ.get(SNAPSHOTTER_ENV):
         return chosen
     if classes is None:
-        from cargohold.core.pluginmanager import build_plugin_manager
+        from cargohold.core.plugin.manager import build_plugin_manager
 
         hook = build_plugin_manager().hook
         classes = {cls.name: cls for provided in hook.cargohold_snapshotters() for cls in provided}

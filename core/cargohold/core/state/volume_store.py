@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cargohold.core.database import Database
+from cargohold.core.state.database import Database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (

@@ -3,7 +3,7 @@
 Subclass `SnapshotterConformance` in a test module and pytest runs every
 check on your driver::
 
-    from cargohold.core.snapshot_conformance import SnapshotterConformance
+    from cargohold.core.testing.snapshotters import SnapshotterConformance
 
     class TestMySnapshotter(SnapshotterConformance):
         driver_class = MySnapshotDriver
@@ -36,13 +36,13 @@ try:
     import pytest
 except ImportError as err:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "cargohold.core.snapshot_conformance needs pytest: pip install 'cargohold[testing]'"
+        "cargohold.core.testing.snapshotters needs pytest: pip install 'cargohold[testing]'"
     ) from err
 
-from cargohold.core import mounts as kmounts
-from cargohold.core.errors import Conflict, InUse, InvalidArgument, NotFound
-from cargohold.core.layers import apply_to_snapshot
-from cargohold.core.snapshots import (
+from cargohold.core.api.errors import Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.images.layers import apply_to_snapshot
+from cargohold.core.kernel import mounts as kmounts
+from cargohold.core.snapshots.service import (
     Kind,
     SnapshotContext,
     SnapshotDriver,

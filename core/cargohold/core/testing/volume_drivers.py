@@ -3,7 +3,7 @@
 Subclass `VolumeDriverConformance` in a test module and pytest runs every
 check on your driver::
 
-    from cargohold.core.conformance import VolumeDriverConformance
+    from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 
     class TestMyDriver(VolumeDriverConformance):
         driver_class = MyDriver
@@ -46,15 +46,16 @@ try:
     import pytest
 except ImportError as err:  # pragma: no cover - depends on the installation
     raise ImportError(
-        "cargohold.core.conformance needs pytest: pip install 'cargohold[testing]'"
+        "cargohold.core.testing.volume_drivers needs pytest: pip install 'cargohold[testing]'"
     ) from err
 
-from cargohold.core import hookimpl, mounts
-from cargohold.core import secrets as secret_refs
-from cargohold.core.driver import Option, VolumeDriver, parse_bool, parse_size
-from cargohold.core.errors import CargoholdError, Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core import hookimpl
+from cargohold.core.api.errors import CargoholdError, Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.api.volume_driver import Option, VolumeDriver, parse_bool, parse_size
+from cargohold.core.kernel import mounts
 from cargohold.core.runtime import Runtime
-from cargohold.core.volumes import VolumeService, check_options
+from cargohold.core.volumes import secret_refs
+from cargohold.core.volumes.service import VolumeService, check_options
 
 __all__ = ["BAD_NAMES", "DriverCalls", "Harness", "VolumeDriverConformance"]
 

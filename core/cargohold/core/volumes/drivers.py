@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cargohold.core.driver import DriverContext, VolumeDriver
-from cargohold.core.errors import Conflict, InvalidArgument, NotFound
-from cargohold.core.names import validate_driver_name
+from cargohold.core.api.errors import Conflict, InvalidArgument, NotFound
+from cargohold.core.api.volume_driver import DriverContext, VolumeDriver
+from cargohold.core.volumes.names import validate_driver_name
 
 # Drivers that ship with cargohold behind an extra, so that a user who asks for
 # one learns what to install instead of "unknown driver". Each entry lands with

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from cargohold.core.errors import InvalidArgument
+from cargohold.core.api.errors import InvalidArgument
 
 Filters = dict[str, set[str]]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from cargohold.core.errors import InvalidArgument
+from cargohold.core.api.errors import InvalidArgument
 
 # Docker's local driver rule: at least two characters, no separators, so a
 # name is always a single safe path component.

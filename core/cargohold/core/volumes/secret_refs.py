@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cargohold.core.errors import CargoholdError, InvalidArgument
+from cargohold.core.api.errors import CargoholdError, InvalidArgument
 
 MASK = "********"
 

@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cargohold.core import secrets
-from cargohold.core.driver import Option, VolumeDriver
-from cargohold.core.errors import (
+from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
     InUse,
@@ -26,12 +24,14 @@ from cargohold.core.errors import (
     NotFound,
     Unavailable,
 )
-from cargohold.core.events import VolumeAction, VolumeEvent
-from cargohold.core.filters import Filters, labels_match, truthy
-from cargohold.core.locks import VolumeLocks
-from cargohold.core.names import anonymous_volume_name, validate_volume_name
-from cargohold.core.registry import DriverRegistry
-from cargohold.core.store import Store, VolumeRecord
+from cargohold.core.api.events import VolumeAction, VolumeEvent
+from cargohold.core.api.volume_driver import Option, VolumeDriver
+from cargohold.core.state.locks import VolumeLocks
+from cargohold.core.state.volume_store import Store, VolumeRecord
+from cargohold.core.volumes import secret_refs
+from cargohold.core.volumes.drivers import DriverRegistry
+from cargohold.core.volumes.filters import Filters, labels_match, truthy
+from cargohold.core.volumes.names import anonymous_volume_name, validate_volume_name
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class VolumeService:
                 return self._view(existing, drv)
             self.hook.cargohold_validate_volume(name=name, driver=driver, opts=typed)
             resolved, values = self._resolve(drv, typed)
-            with secrets.redacting(values):
+            with secret_refs.redacting(values):
                 drv.create(name, resolved)
             record = VolumeRecord(
                 name=name,
@@ -356,7 +356,7 @@ class VolumeService:
         out of any error raised inside."""
         drv = self.drivers.get(record.driver)
         resolved, values = self._resolve(drv, check_options(drv, record.options))
-        with secrets.redacting(values):
+        with secret_refs.redacting(values):
             yield drv, resolved
 
     def _resolve(
@@ -367,7 +367,7 @@ class VolumeService:
         values: list[str] = []
         for option in drv.options:
             if option.secret and typed.get(option.name) is not None:
-                value = secrets.resolve(self.hook, option.name, str(typed[option.name]))
+                value = secret_refs.resolve(self.hook, option.name, str(typed[option.name]))
                 resolved[option.name] = value
                 values.append(value)
         return resolved, values

@@ -3,22 +3,20 @@
 Needs the state directory on btrfs. Preparing on a parent is a writable
 snapshot of the parent's subvolume (constant time, blocks shared);
 committing marks the subvolume read-only. A view of a committed snapshot is
-a read-only bind mount of it.
+a read-only bind mount of it. Everything goes through the btrfs ioctls
+(`cargohold.core.kernel.btrfs`), never the ``btrfs`` command.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cargohold.core.errors import CargoholdError
-from cargohold.core.snapshots import Kind
-from cargohold.drivers.snapshotters.common import FullTreeSnapshotter, filesystem_type
-
-BTRFS_SUPER_MAGIC = 0x9123683E
+from cargohold.core.api.errors import CargoholdError
+from cargohold.core.kernel import btrfs
+from cargohold.core.snapshots.service import Kind
+from cargohold.drivers.snapshotters.common import FullTreeSnapshotter, nearest_existing
 
 
 class BtrfsSnapshotter(FullTreeSnapshotter):
@@ -28,30 +26,30 @@ class BtrfsSnapshotter(FullTreeSnapshotter):
     def unsupported_reason(cls, root: Path) -> str | None:
         if os.geteuid() != 0:
             return "btrfs subvolumes and bind mounts need root"
-        if shutil.which("btrfs") is None:
-            return "the btrfs command is missing (apt-get install btrfs-progs)"
-        if filesystem_type(root) != BTRFS_SUPER_MAGIC:
+        if not btrfs.is_btrfs(nearest_existing(root)):
             return f"{root} is not on a btrfs filesystem"
         return None
 
     def create(self, sid: str, parents: Sequence[str], kind: Kind) -> None:
         (self.root / sid).mkdir(mode=0o711)
         if kind is Kind.ACTIVE and parents:
-            _btrfs("subvolume", "snapshot", str(self._fs(parents[0])), str(self._fs(sid)))
+            source = self._fs(parents[0])
+            _run("snapshot of", source, lambda: btrfs.snapshot(source, self._fs(sid)))
         else:
-            _btrfs("subvolume", "create", str(self._fs(sid)))
+            _run("creating subvolume", self._fs(sid), lambda: btrfs.create_subvolume(self._fs(sid)))
 
     def commit(self, sid: str, parents: Sequence[str]) -> None:
-        _btrfs("property", "set", "-ts", str(self._fs(sid)), "ro", "true")
+        _run("marking read-only", self._fs(sid), lambda: btrfs.set_read_only(self._fs(sid)))
 
     def remove(self, sid: str) -> None:
         fs = self._fs(sid)
         if fs.exists():
-            _btrfs("subvolume", "delete", str(fs))
+            _run("deleting subvolume", fs, lambda: btrfs.delete_subvolume(fs))
         super().remove(sid)
 
 
-def _btrfs(*args: str) -> None:
-    result = subprocess.run(["btrfs", *args], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise CargoholdError(f"btrfs {' '.join(args)} failed: {result.stderr.strip()}")
+def _run(what: str, path: Path, call: Callable[[], None]) -> None:
+    try:
+        call()
+    except OSError as err:
+        raise CargoholdError(f"btrfs snapshotter: {what} {path} failed: {err.strerror}") from None

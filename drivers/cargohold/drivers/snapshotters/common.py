@@ -9,7 +9,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
+from cargohold.core.snapshots.service import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
 
 
 class FullTreeSnapshotter(SnapshotDriver):

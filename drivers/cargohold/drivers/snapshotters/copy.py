@@ -17,8 +17,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from cargohold.core.errors import CargoholdError
-from cargohold.core.snapshots import Kind
+from cargohold.core.api.errors import CargoholdError
+from cargohold.core.snapshots.service import Kind
 from cargohold.drivers.snapshotters.common import FullTreeSnapshotter
 
 FICLONE = 0x40049409

@@ -6,7 +6,7 @@ mkdirs, not three). An active snapshot on parents mounts as an
 overlay: the parents are the lower layers, its own directory the upper. Layers are
 written with overlay's native whiteouts so they stack without conversion.
 Deep images, whose layer list overflows one page of mount options, are
-mounted layer by layer (see `cargohold.core.snapshots.Mount.mount`).
+mounted layer by layer (see `cargohold.core.snapshots.service.Mount.mount`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from cargohold.core import mounts as kmounts
-from cargohold.core.snapshots import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
+from cargohold.core.kernel import mounts as kmounts
+from cargohold.core.snapshots.service import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
 from cargohold.drivers.snapshotters.common import disk_usage, nearest_existing, remove_tree
 
 _probed: dict[int, str | None] = {}

@@ -17,8 +17,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from cargohold.core.errors import CargoholdError, NotFound
-from cargohold.core.volumes import Volume, VolumeService
+from cargohold.core.api.errors import CargoholdError, NotFound
+from cargohold.core.volumes.service import Volume, VolumeService
 from cargohold.plugins.docker import protocol
 from cargohold.plugins.docker.health import STATUS_PATH, Health
 from cargohold.plugins.docker.protocol import Body

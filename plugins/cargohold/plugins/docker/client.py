@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from cargohold.core import hookimpl
-from cargohold.core.driver import DriverContext, DriverVolume, Scope, VolumeDriver
-from cargohold.core.errors import (
+from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
     InUse,
@@ -42,6 +41,7 @@ from cargohold.core.errors import (
     NotSupported,
     Unavailable,
 )
+from cargohold.core.api.volume_driver import DriverContext, DriverVolume, Scope, VolumeDriver
 
 if TYPE_CHECKING:
     # http.client, ssl and discovery are imported where a plugin is first

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cargohold.core.errors import InvalidArgument, NotFound
-from cargohold.core.names import validate_driver_name
+from cargohold.core.api.errors import InvalidArgument, NotFound
+from cargohold.core.volumes.names import validate_driver_name
 
 SOCKET_DIR = Path("/run/docker/plugins")
 SPEC_DIRS = (Path("/etc/docker/plugins"), Path("/usr/lib/docker/plugins"))

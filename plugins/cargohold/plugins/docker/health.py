@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cargohold.core.errors import CargoholdError, NotFound, Unavailable
-from cargohold.core.names import validate_driver_name
-from cargohold.core.volumes import VolumeService
+from cargohold.core.api.errors import CargoholdError, NotFound, Unavailable
+from cargohold.core.volumes.names import validate_driver_name
+from cargohold.core.volumes.service import VolumeService
 
 STATUS_PATH = "/cargohold/status"
 #: How many recent failures the status keeps.

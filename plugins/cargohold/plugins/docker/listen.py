@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from cargohold.core.errors import Conflict, InvalidArgument
+from cargohold.core.api.errors import Conflict, InvalidArgument
 
 log = logging.getLogger(__name__)
 

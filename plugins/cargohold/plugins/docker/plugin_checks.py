@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cargohold.core.errors import CargoholdError
+from cargohold.core.api.errors import CargoholdError
 from cargohold.plugins.docker.client import PluginClient
 from cargohold.plugins.docker.discovery import PluginAddress
 

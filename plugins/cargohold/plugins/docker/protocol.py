@@ -12,9 +12,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from cargohold.core.errors import InvalidArgument
-from cargohold.core.names import validate_volume_name
-from cargohold.core.volumes import Volume
+from cargohold.core.api.errors import InvalidArgument
+from cargohold.core.volumes.names import validate_volume_name
+from cargohold.core.volumes.service import Volume
 
 #: What the engine's plugin client accepts; go-plugins-helpers answers the same.
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"

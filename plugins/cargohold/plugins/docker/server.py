@@ -14,7 +14,7 @@ import click
 
 from cargohold.core import InvalidArgument, hookimpl
 from cargohold.core.cli import emit_json, runtime, table
-from cargohold.core.names import validate_driver_name
+from cargohold.core.volumes.names import validate_driver_name
 
 if TYPE_CHECKING:
     from cargohold.plugins.docker.listen import TlsFiles

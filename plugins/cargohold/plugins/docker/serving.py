@@ -22,9 +22,9 @@ from waitress.server import create_server
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
-from cargohold.core.errors import Unavailable
+from cargohold.core.api.errors import Unavailable
 from cargohold.core.runtime import Runtime
-from cargohold.core.volumes import VolumeService
+from cargohold.core.volumes.service import VolumeService
 from cargohold.plugins.docker import listen, protocol
 from cargohold.plugins.docker.app import create_app
 from cargohold.plugins.docker.health import Health

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import click
 
+from cargohold.core.api.errors import NotFound
 from cargohold.core.cli import runtime, table
-from cargohold.core.errors import NotFound
-from cargohold.core.names import validate_volume_name
+from cargohold.core.volumes.names import validate_volume_name
 
 
 @click.command("unmount")

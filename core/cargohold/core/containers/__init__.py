@@ -1,0 +1,1 @@
+"""Containers: the service, the runner in namespaces, commit and logs."""

@@ -1,0 +1,1 @@
+"""The plugin room: the plugin manager, entry points, the lazy registry."""

@@ -1,0 +1,1 @@
+"""Snapshots: the core's snapshotter over a snapshot driver, and their registry."""

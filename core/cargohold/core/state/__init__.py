@@ -1,0 +1,1 @@
+"""The state room: the database, the stores of every subsystem, locks and paths."""

@@ -1,0 +1,1 @@
+"""The volume service: names, options, secrets, references, drivers by name."""
