@@ -29,7 +29,7 @@ from urllib.parse import unquote
 from . import azure_files_ops as ops
 from .azure_files_auth import AuthError, check_sas, check_shared_key, parse_query
 from .azure_files_ops import Request, Response
-from .azure_files_store import ApiError, Share
+from .azure_files_store import ApiError, Dir, File, Share
 from .azure_files_xml import error_xml, http_date
 
 #: The well-known development-storage account key (public, used by Azurite too).
@@ -244,7 +244,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         raw_path, _, raw_query = self.path.partition("?")
         service = self.server.service
-        segments = [unquote(p) for p in raw_path.split("/")[1:]]
+        # names cannot hold "/", so an encoded %2F (the SDK sends some) separates too
+        segments = unquote(raw_path).split("/")[1:]
         while segments and segments[-1] == "":
             segments.pop()
         if not segments or segments[0] != service.account:
@@ -338,6 +339,31 @@ class AzureFilesServer:
 
     def reset(self) -> None:
         self.service.reset()
+
+    def seed_file(self, share: str, path: str, data: bytes = b"") -> str:
+        """Put a file straight into the state (creating share and parents); its ETag.
+
+        For setting up large trees fast, and for "someone else changed it" in tests.
+        """
+        with self.service.lock:
+            target = self.service.shares.setdefault(share, Share(name=share))
+            node: Dir = target.root
+            *dirs, name = path.split("/")
+            for part in dirs:
+                child = node.get(part)
+                if not isinstance(child, Dir):
+                    child = Dir(name=part, parent=node)
+                    node.put(child)
+                node = child
+            existing = node.get(name)
+            file = existing if isinstance(existing, File) else File(name=name, parent=node)
+            node.put(file)
+            file.data = bytearray(data)
+            file.written.remove(0, len(data) + 1)
+            if data:
+                file.written.add(0, len(data))
+            file.touch()
+            return file.etag
 
     @property
     def port(self) -> int:
