@@ -33,7 +33,7 @@ from cargohold.core import Runtime
 from cargohold.core.volumes.service import VolumeService
 from cargohold.plugins.docker.app import _endpoint, create_app
 from cargohold.plugins.docker.health import Health, UnixHTTPConnection
-from cargohold.plugins.docker.serving import ListenOn, PluginServer
+from cargohold.plugins.docker.server import ListenOn, PluginServer
 
 pytestmark = pytest.mark.benchmark
 

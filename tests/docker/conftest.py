@@ -28,7 +28,7 @@ import pytest
 
 from cargohold.core import Runtime, Unavailable
 from cargohold.plugins.docker.health import UnixHTTPConnection
-from cargohold.plugins.docker.serving import ListenOn, PluginServer
+from cargohold.plugins.docker.server import ListenOn, PluginServer
 
 CARGOHOLD = str(Path(sys.executable).with_name("cargohold"))
 ENGINE_HEADERS = {"Accept": "application/vnd.docker.plugins.v1.2+json"}

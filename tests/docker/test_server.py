@@ -23,7 +23,7 @@ import pytest
 from cargohold.core import Conflict, DriverVolume, NotFound, Runtime, VolumeDriver, hookimpl
 from cargohold.plugins.docker.health import UnixHTTPConnection
 from cargohold.plugins.docker.listen import TlsFiles
-from cargohold.plugins.docker.serving import ListenOn, PluginServer
+from cargohold.plugins.docker.server import ListenOn, PluginServer
 
 from .conftest import CARGOHOLD, PluginClient, Served, StartServe, serving, unique_name
 from .tlsfiles import make_tls_files

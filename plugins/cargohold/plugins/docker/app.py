@@ -2,9 +2,10 @@
 
 A thin translation: every endpoint parses its body (`protocol`), calls the
 runtime's `VolumeService` (which owns names, metadata, references and locks,
-all kept in the SQLite store) and answers. Errors become ``{"Err": "..."}``
-with the error's HTTP status; the engine reports any non-empty ``Err`` or
-non-200 answer as the call's failure.
+all kept in the SQLite store) and answers (`convert`). Errors become
+``{"Err": "..."}`` with the error's HTTP status, through the HTTP kit's
+handlers; the engine reports any non-empty ``Err`` or non-200 answer as the
+call's failure.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from cargohold.core.api.errors import CargoholdError, NotFound
+from cargohold.core.api.errors import NotFound
 from cargohold.core.volumes.service import Volume, VolumeService
-from cargohold.plugins.docker import protocol
+from cargohold.plugins.docker import convert, protocol
 from cargohold.plugins.docker.health import STATUS_PATH, Health
 from cargohold.plugins.docker.protocol import Body
+from cargohold.plugins.http.flask_errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +79,11 @@ class VolumePlugin:
         return {"Mountpoint": self._owned(body).mountpoint, "Err": ""}
 
     def get(self, body: Body) -> dict[str, Any]:
-        return {"Volume": protocol.volume_answer(self._owned(body)), "Err": ""}
+        return {"Volume": convert.volume_answer(self._owned(body)), "Err": ""}
 
     def list(self, body: Body) -> dict[str, Any]:
         served = self.volumes.list({"driver": {self.driver}})
-        return {"Volumes": [protocol.list_entry(v) for v in served], "Err": ""}
+        return {"Volumes": [convert.list_entry(v) for v in served], "Err": ""}
 
     def capabilities(self, body: Body) -> dict[str, Any]:
         return {"Capabilities": {"Scope": self.scope}}
@@ -131,56 +133,54 @@ def create_app(volumes: VolumeService, driver: str, health: Health) -> Flask:
     app.add_url_rule(STATUS_PATH, endpoint="status", view_func=status, methods=["GET"])
     app.add_url_rule("/status", endpoint="status-short", view_func=status, methods=["GET"])
 
-    @app.errorhandler(HTTPException)
-    def http_error(err: HTTPException) -> Response:
+    def describe_http(err: HTTPException) -> str:
         # Routing and size errors, answered in the protocol's shape, never as HTML.
-        code = err.code or 500
-        if code == 404:
-            message = f"unknown endpoint {request.path}: this plugin answers POST " + ", ".join(
+        if err.code == 404:
+            return f"unknown endpoint {request.path}: this plugin answers POST " + ", ".join(
                 f"/{m}" for m in protocol.METHODS
             )
-        elif code == 405:
-            message = f"{request.method} {request.path} is not allowed: the protocol uses POST"
-        elif code == 413:
-            message = protocol.too_large_message()
-        else:
-            message = f"{request.path}: {err.description or err.name}"
-        health.failed(request.path.lstrip("/"), None, message, code)
-        return answer(protocol.error_answer(message), code)
+        if err.code == 405:
+            return f"{request.method} {request.path} is not allowed: the protocol uses POST"
+        if err.code == 413:
+            return protocol.too_large_message()
+        return f"{request.path}: {err.description or err.name}"
 
+    def describe_unexpected(err: BaseException) -> str:
+        return (
+            f"{_method()} failed inside the plugin ({type(err).__name__}: {err}); "
+            "the plugin's log has the details"
+        )
+
+    def observe(message: str, status: int) -> None:
+        body = g.get("body") or {}
+        name = body.get("Name")
+        volume = name[:255] if isinstance(name, str) else None
+        log.warning("%s %s: %s", _method(), volume or "-", message)
+        health.failed(_method(), volume, message, status)
+
+    install_error_handlers(
+        app,
+        lambda message, status: answer(protocol.error_answer(message), status),
+        describe_http=describe_http,
+        describe_unexpected=describe_unexpected,
+        observe=observe,
+    )
     return app
+
+
+def _method() -> str:
+    return request.path.lstrip("/") or "-"
 
 
 def _endpoint(method: str, handler: Handler, health: Health) -> Callable[[], Response]:
     def view() -> Response:
         health.count(method)
-        body: Body = {}
-        try:
-            body = protocol.parse_body(request.get_data(cache=False))
-            result = handler(body)
-        except CargoholdError as err:
-            return _failure(health, method, body, str(err), err.http_status)
-        except HTTPException:
-            raise  # the app's error handler answers these
-        except Exception as err:
-            log.exception("%s failed unexpectedly", method)
-            message = (
-                f"{method} failed inside the plugin ({type(err).__name__}: {err}); "
-                "the plugin's log has the details"
-            )
-            return _failure(health, method, body, message, 500)
-        return answer(result, 200)
+        # parsed first and kept for the error handlers, which name the volume
+        g.body = protocol.parse_body(request.get_data(cache=False))
+        return answer(handler(g.body), 200)
 
     view.__name__ = method
     return view
-
-
-def _failure(health: Health, method: str, body: Body, message: str, status: int) -> Response:
-    name = body.get("Name")
-    volume = name[:255] if isinstance(name, str) else None
-    log.warning("%s %s: %s", method, volume or "-", message)
-    health.failed(method, volume, message, status)
-    return answer(protocol.error_answer(message), status)
 
 
 def answer(data: dict[str, Any], status: int) -> Response:

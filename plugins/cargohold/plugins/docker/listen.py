@@ -11,7 +11,6 @@ one, so a crash's stale socket is replaced and a live server is never robbed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import grp
 import json
@@ -20,13 +19,13 @@ import os
 import selectors
 import socket
 import ssl
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cargohold.core.api.errors import Conflict, InvalidArgument
+from cargohold.plugins.http.sockets import MAX_UNIX_PATH, claim_unix_socket, is_live_unix
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ SPEC_DIRS_ENV = "CARGOHOLD_PLUGIN_SPEC_DIRS"
 PRIVATE = ".cargohold"
 SOCKET_MODE = 0o660
 MAX_TLS_CONNECTIONS = 128
-MAX_UNIX_PATH = 107
 
 
 def socket_dir() -> Path:
@@ -129,22 +127,6 @@ class NameLock:
                 self.path.parent.rmdir()
 
 
-def is_live_unix(path: Path) -> bool:
-    """Whether something accepts connections on the unix socket ``path``."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2)
-    try:
-        probe.connect(str(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except OSError as err:
-        # EAGAIN: a full backlog, so someone is there
-        return err.errno == errno.EAGAIN
-    finally:
-        probe.close()
-    return True
-
-
 def is_live_tcp(url: str) -> bool:
     parts = urlsplit(url)
     if parts.hostname is None or parts.port is None:
@@ -158,17 +140,7 @@ def is_live_tcp(url: str) -> bool:
 
 def clear_stale_socket(path: Path) -> None:
     """Remove a socket nobody listens on (a crash's leftover); refuse anything else."""
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise Conflict(f"{path} exists and is not a socket: move it away, then start again")
-    if is_live_unix(path):
-        raise Conflict(f"another program is listening on {path}: stop it, or pick another --name")
-    log.warning("removing stale plugin socket %s (nothing listens on it)", path)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    claim_unix_socket(path, kind="plugin socket", remedy="stop it, or pick another --name")
 
 
 def bind_unix(path: Path) -> socket.socket:
