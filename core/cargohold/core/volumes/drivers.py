@@ -14,8 +14,12 @@ from cargohold.core.volumes.names import validate_driver_name
 
 # Drivers that ship with cargohold behind an extra, so that a user who asks for
 # one learns what to install instead of "unknown driver". Each entry lands with
-# its driver and extra (the cloud-share drivers will add s3, azurefile, gcs).
-INSTALL_HINTS: dict[str, str] = {}
+# its driver and extra.
+INSTALL_HINTS: dict[str, str] = {
+    "s3": "pip install 'cargohold[s3]'",
+    "azurefile": "pip install 'cargohold[azure]'",
+    "gcs": "pip install 'cargohold[gcs]'",
+}
 
 
 class DriverRegistry:
