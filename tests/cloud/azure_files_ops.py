@@ -478,7 +478,17 @@ def range_list(req: Request, svc: FileService) -> Response:
         "x-ms-content-length": str(node.size),
         "Content-Type": "application/xml",
     }
-    return Response(200, headers, xml.ranges_xml(node.written.within(start, end)))
+    ranges = node.written.within(start, end)
+    marker = req.query.get("marker", "")
+    if marker:  # list_ranges pages: the marker is the start offset of the next range
+        ranges = [r for r in ranges if r[0] >= _int(marker, "marker")]
+    next_marker = ""
+    if req.query.get("maxresults"):
+        limit = max(1, _int(req.query["maxresults"], "maxresults"))
+        if len(ranges) > limit:
+            next_marker = str(ranges[limit][0])
+        ranges = ranges[:limit]
+    return Response(200, headers, xml.ranges_xml(ranges, next_marker))
 
 
 def set_file_properties(req: Request, svc: FileService) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -199,6 +200,11 @@ class _HTTPServer(ThreadingHTTPServer):
         with self.conns_lock:
             self.conns.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client (or the fault proxy) hanging up is normal here, not worth a traceback
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self.conns_lock:

@@ -159,9 +159,11 @@ def entries_xml(
     return "".join(parts).encode()
 
 
-def ranges_xml(ranges: Iterable[tuple[int, int]]) -> bytes:
+def ranges_xml(ranges: Iterable[tuple[int, int]], next_marker: str = "") -> bytes:
     """``Ranges`` of written bytes, ends inclusive as on the wire."""
     body = "".join(f"<Range><Start>{s}</Start><End>{e - 1}</End></Range>" for s, e in ranges)
+    if next_marker:
+        body += f"<NextMarker>{next_marker}</NextMarker>"
     return f"{XML_HEAD}<Ranges>{body}</Ranges>".encode()
 
 

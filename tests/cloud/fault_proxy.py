@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -228,6 +229,11 @@ class _Server(socketserver.ThreadingTCPServer):
         with self.conns_lock:
             self.conns.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client (or the fault proxy) hanging up is normal here, not worth a traceback
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Cut every client connection (a stopped proxy must not keep relaying)."""

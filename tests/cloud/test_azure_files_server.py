@@ -177,9 +177,15 @@ def test_file_upload_download_ranges_properties(share: fs.ShareClient) -> None:
     f.resize_file(8 * MiB)
     f.clear_range(0, 512)
     f.upload_range(b"z" * 512, offset=4 * MiB, length=512)
-    ranges = f.get_ranges()
     # the resize kept bytes 0-9 written, the clear dropped them again
-    assert [(r["start"], r["end"]) for r in ranges] == [(4 * MiB, 4 * MiB + 511)]
+    assert [(r.start, r.end) for r in f.list_ranges()] == [(4 * MiB, 4 * MiB + 511)]
+    f.upload_range(b"w" * 10, offset=100, length=10)
+    f.upload_range(b"w" * 10, offset=7 * MiB, length=10)
+    pages = list(f.list_ranges(results_per_page=2).by_page())
+    assert [[(r.start, r.end) for r in p] for p in pages] == [
+        [(100, 109), (4 * MiB, 4 * MiB + 511)],
+        [(7 * MiB, 7 * MiB + 9)],
+    ]
     got = f.download_file(offset=4 * MiB - 2, length=516).readall()
     assert got == b"\0\0" + b"z" * 512 + b"\0\0"
 
@@ -284,7 +290,7 @@ def test_256mb_sparse_file_is_cheap(share: fs.ShareClient) -> None:
         f.upload_range(bytes([i]) * (4 * MiB), i * 4 * MiB, 4 * MiB)
     print(f"256 MB in 4 MiB ranges: {time.monotonic() - start:.2f} s")
     assert f.download_file(offset=255 * MiB, length=3).readall() == bytes([63]) * 3
-    assert [(r["start"], r["end"]) for r in f.get_ranges()] == [(0, 256 * MiB - 1)]
+    assert [(r.start, r.end) for r in f.list_ranges()] == [(0, 256 * MiB - 1)]
 
 
 # --- leases ------------------------------------------------------------------------------
