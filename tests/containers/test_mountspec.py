@@ -28,12 +28,20 @@ def test_dash_v_forms() -> None:
     assert bind.options["propagation"] == "rshared"
     relative = parse_volume("./here:/here")
     assert relative.source == os.path.abspath("here")
+    anon_ro = parse_volume("/data:ro,nocopy")  # options without a source: still anonymous
+    assert (anon_ro.target, anon_ro.readonly, anon_ro.anonymous) == ("/data", True, True)
 
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
         ("db:relative", "absolute"),
+        ("data:rel", "target 'rel' must be an absolute path"),
+        (":/data", "^invalid spec: :/data: empty section between colons$"),
+        ("a::/data", "empty section between colons"),
+        ("/a:/b:", "empty section between colons"),
+        (":", "empty section between colons"),
+        ("", "^invalid empty volume spec$"),
         ("db:/x:bogus", "unknown option 'bogus'"),
         ("a:b:c:d", "SOURCE:]TARGET"),
         ("db:/", "root"),

@@ -221,8 +221,24 @@ def volume_inspect(names: tuple[str, ...], fmt: str) -> None:
 
 
 def _inspect_view(v: Volume) -> dict[str, Any]:
-    view = v.to_docker()
-    view["RefCount"] = v.ref_count
+    """``docker volume inspect``'s object, key for key: empty labels and options are
+    null, as the engine shows them; what docker has no field for (the reference
+    count) goes under ``Status``, beside the driver's own facts, and an empty
+    ``Status`` is left out."""
+    status: dict[str, Any] = dict(v.status)
+    if v.ref_count:
+        status["RefCount"] = v.ref_count
+    view: dict[str, Any] = {
+        "CreatedAt": v.created_at,
+        "Driver": v.driver,
+        "Labels": dict(v.labels) or None,
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": dict(v.options) or None,
+        "Scope": v.scope,
+    }
+    if status:
+        view["Status"] = status
     return view
 
 

@@ -107,6 +107,12 @@ def _bind_source(source: str) -> str:
     return os.path.abspath(source)
 
 
+def _is_mode(text: str) -> bool:
+    """Whether ``text`` is a comma list of ``-v`` options (``ro,nocopy``)."""
+    known = ("ro", "rw", "nocopy", *PROPAGATIONS, *_IGNORED_MODES)
+    return all(flag in known for flag in text.split(","))
+
+
 def parse_volume(text: str) -> MountSpec:
     """Docker's ``-v``: ``/data``, ``name:/data[:opts]``, ``/host:/data[:opts]``.
 
@@ -114,14 +120,19 @@ def parse_volume(text: str) -> MountSpec:
     (``rprivate``, ``shared``...); ``z``/``Z`` are accepted and ignored.
     """
     what = f"invalid volume specification {text!r}"
+    if not text:
+        raise InvalidArgument("invalid empty volume spec")
     parts = text.split(":")
+    if len(parts) > 1 and "" in parts:
+        # as the docker CLI: ":/data" is no anonymous volume but a mistake
+        raise InvalidArgument(f"invalid spec: {text}: empty section between colons")
     if len(parts) == 1:
         target, source, mode = parts[0], "", ""
     elif len(parts) == 2:
-        if parts[1].startswith("/"):
+        if not parts[1].startswith("/") and _is_mode(parts[1]):
+            source, target, mode = "", parts[0], parts[1]  # "/data:ro": anonymous, with options
+        else:  # "data:rel" is a volume on a bad target, which the message must name
             source, target, mode = parts[0], parts[1], ""
-        else:  # "/data:ro": an anonymous volume with options
-            source, target, mode = "", parts[0], parts[1]
     elif len(parts) == 3:
         source, target, mode = parts
     else:
