@@ -279,7 +279,6 @@ def create_directory(req: Request, svc: FileService) -> Response:
     node = Dir(name=req.parts[-1], parent=parent, metadata=_check_metadata(req.metadata))
     _apply_smb(node, req)
     parent.put(node)
-    parent.touch(content=False)
     return Response(201, _node_headers(node) | {"x-ms-request-server-encrypted": "true"})
 
 
@@ -290,7 +289,6 @@ def delete_directory(req: Request, svc: FileService) -> Response:
     if node.children:
         raise ApiError(409, "DirectoryNotEmpty", "The specified directory is not empty.")
     del node.parent.children[node.name.casefold()]
-    node.parent.touch(content=False)
     return Response(202)
 
 
@@ -562,9 +560,9 @@ def rename(req: Request, svc: FileService) -> Response:
         existing.check_lease(req.header("x-ms-destination-lease-id") or None)
     assert node.parent is not None
     del node.parent.children[node.name.casefold()]
-    node.parent.touch(content=False)
     node.name = req.parts[-1]
+    if req.metadata:  # Rename File may set new metadata; without any, the source's stays
+        node.metadata = _check_metadata(req.metadata)
     dest_parent.put(node)
-    dest_parent.touch(content=False)
     node.touch(content=False)
     return Response(200, _node_headers(node) | {"x-ms-request-server-encrypted": "true"})
