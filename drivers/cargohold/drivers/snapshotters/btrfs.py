@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cargohold.core.api.errors import CargoholdError
+from cargohold.core.api.snapshots import Kind
 from cargohold.core.kernel import btrfs
-from cargohold.core.snapshots.service import Kind
 from cargohold.drivers.snapshotters.common import FullTreeSnapshotter, nearest_existing
 
 
