@@ -18,11 +18,14 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from cargohold.core.kernel import mounts
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 
@@ -33,7 +36,10 @@ FLAWS = frozenset(
         "created-at-no-zone",  # CreatedAt without a time zone
         "remove-while-mounted",  # Remove succeeds on a mounted volume
         "accept-missing-name",  # Create with no Name makes a volume called ""
+        "accept-any-name",  # any string is a name, "../x" too: a volume outside the root
         "no-capabilities",  # Capabilities answers 404
+        "never-unmounts",  # with real_mounts: the last Unmount leaves the mount in place
+        "html-errors",  # unknown endpoints and bad JSON get a 500 HTML page, as a proxy's
     }
 )
 
@@ -64,7 +70,12 @@ class MiniPlugin:
         scope: str = "local",
         flaws: frozenset[str] | set[str] = frozenset(),
         delays: dict[str, float] | None = None,
+        make_volume: Callable[[Path], None] | None = None,
+        real_mounts: bool = False,
     ) -> None:
+        """``make_volume`` makes a volume's directory (default mkdir); with
+        ``real_mounts`` the first Mount bind-mounts it on itself and the last
+        Unmount unmounts it, as a plugin attaching real storage does (root only)."""
         assert set(flaws) <= FLAWS, f"unknown flaws: {set(flaws) - FLAWS}"
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
@@ -72,6 +83,8 @@ class MiniPlugin:
         self.scope = scope
         self.flaws = set(flaws)
         self.delays = dict(delays or {})
+        self.make_volume = make_volume or (lambda path: path.mkdir(exist_ok=True))
+        self.real_mounts = real_mounts
         self.volumes: dict[str, _Volume] = {}
         self.requests: list[Request] = []
         self.lock = threading.Lock()
@@ -89,10 +102,14 @@ class MiniPlugin:
             return 200, {"Capabilities": {"Scope": self.scope}}
         handler = getattr(self, "do_" + method.removeprefix("VolumeDriver."), None)
         if not method.startswith("VolumeDriver.") or handler is None:
+            if "html-errors" in self.flaws:
+                return 500, {}  # the handler sends the HTML page for an empty answer
             return 404, {"Err": f"unknown endpoint /{method}"}
         try:
             request = json.loads(body)
         except ValueError as err:
+            if "html-errors" in self.flaws:
+                return 500, {}
             return 400, {"Err": f"bad JSON: {err}"}
         if not isinstance(request, dict):
             return 400, {"Err": "the body must be a JSON object"}
@@ -105,6 +122,8 @@ class MiniPlugin:
         name = request.get("Name")
         if creating and name is None and "accept-missing-name" in self.flaws:
             return ""
+        if isinstance(name, str) and "accept-any-name" in self.flaws:
+            return name
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise ValueError(f"invalid volume name {name!r}")
         return name
@@ -122,7 +141,7 @@ class MiniPlugin:
             if "created-at-no-zone" in self.flaws:
                 stamp = stamp.removesuffix("+00:00")
             self.volumes[name] = _Volume(stamp, opts)
-            (self.root / (name or "_unnamed")).mkdir(exist_ok=True)
+            self.make_volume(self.root / (name or "_unnamed"))
         return {}
 
     def _existing(self, request: dict[str, Any]) -> tuple[str, _Volume]:
@@ -148,22 +167,29 @@ class MiniPlugin:
         except (ValueError, LookupError) as err:
             return {"Err": str(err)}
         mount_id = str(request.get("ID", ""))
+        first = not self._mounted(volume)
         if "ids-as-set" in self.flaws:
             volume.ids.add(mount_id)
         else:
             volume.refs[mount_id] += 1
+        if first and self.real_mounts:
+            mounts.bind(self.root / name, self.root / name, recursive=False)
         return {"Mountpoint": str(self.root / name)}
 
     def do_Unmount(self, request: dict[str, Any]) -> dict[str, Any]:
         try:
-            _, volume = self._existing(request)
+            name, volume = self._existing(request)
         except (ValueError, LookupError) as err:
             return {"Err": str(err)}
         mount_id = str(request.get("ID", ""))
+        was = self._mounted(volume)
         volume.ids.discard(mount_id)
         if volume.refs[mount_id] > 0:
             volume.refs[mount_id] -= 1
         volume.refs += Counter()  # drop zero counts
+        released = was and not self._mounted(volume)
+        if released and self.real_mounts and "never-unmounts" not in self.flaws:
+            mounts.umount(self.root / name)
         return {}
 
     def _mounted(self, volume: _Volume) -> bool:
@@ -221,6 +247,10 @@ class MiniPlugin:
         for conn in list(self.connections):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
+        if self.real_mounts:  # what a flaw (or a failed check) left mounted
+            for path in self.root.iterdir():
+                while mounts.is_mountpoint(path):
+                    mounts.umount(path, detach=True)
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -259,9 +289,12 @@ def _handler_for(plugin: MiniPlugin) -> type[BaseHTTPRequestHandler]:
             plugin.requests.append(Request(method, dict(self.headers.items()), body))
             time.sleep(plugin.delays.get(method, 0))
             status, answer = plugin.handle(method, body)
+            kind = "application/vnd.docker.plugins.v1+json"
             data = json.dumps(answer).encode()
+            if status == 500 and not answer:
+                kind, data = "text/html", b"<html><head><title>500 Oops</title></head></html>\n"
             self.send_response(status)
-            self.send_header("Content-Type", "application/vnd.docker.plugins.v1+json")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -94,7 +94,7 @@ def test_a_correct_plugin_passes_every_check(start_mini: object) -> None:
     assert report["passed"] is True
     assert [c["name"] for c in report["checks"]] == ALL_CHECKS
     assert all(c["passed"] and c["evidence"] for c in report["checks"])
-    assert report["counts"] == {"passed": len(ALL_CHECKS), "failed": 0}
+    assert report["counts"] == {"passed": len(ALL_CHECKS), "warnings": 0, "failed": 0}
     # It made its volumes with a unique prefix and removed every one.
     assert plugin.volumes == {}
     created = {
@@ -110,8 +110,7 @@ def test_a_correct_plugin_passes_every_check(start_mini: object) -> None:
     [
         ("ids-as-set", {"mount-repeated-id"}),
         ("created-at-no-zone", {"created-at"}),
-        ("remove-while-mounted", {"remove-while-mounted"}),
-        ("accept-missing-name", {"malformed-requests"}),
+        ("accept-any-name", {"malformed-requests"}),  # `docker volume create ../x` reaches it
     ],
 )
 def test_a_flaw_fails_the_check_that_covers_it(
@@ -122,6 +121,83 @@ def test_a_flaw_fails_the_check_that_covers_it(
     assert {c.name for c in report.checks if not c.passed} == failing
     assert not report.passed
     assert plugin.volumes == {} or set(plugin.volumes) == {""}  # "" is the flaw's own leak
+
+
+@pytest.mark.parametrize(
+    ("flaw", "warned"),
+    [
+        ("remove-while-mounted", "remove-while-mounted"),
+        ("accept-missing-name", "malformed-requests"),
+    ],
+)
+def test_what_the_engine_never_sends_is_a_warning(
+    start_mini: object, flaw: str, warned: str
+) -> None:
+    # The engine refuses `docker volume rm` of a volume in use and always sends a Name.
+    _, path = start_mini(flaws={flaw})  # type: ignore[operator]
+    result = check(str(path))
+    assert result.returncode == 0, result.stdout
+    assert f"WARN  {warned}" in result.stdout
+    assert "the Docker engine never" in result.stdout
+    assert result.stdout.rstrip().endswith(f"{len(ALL_CHECKS) - 1} passed, 1 warning, 0 failed")
+    _, fresh = start_mini(flaws={flaw})  # type: ignore[operator]
+    report = run_checks(PluginAddress("mini", f"unix://{fresh}"), **FAST)
+    assert report.passed and [c.name for c in report.checks if c.warning] == [warned]
+    assert report.to_json()["counts"] == {
+        "passed": len(ALL_CHECKS) - 1, "warnings": 1, "failed": 0
+    }  # fmt: skip
+
+
+def test_a_non_json_error_page_is_described(start_mini: object) -> None:
+    _, path = start_mini(flaws={"html-errors"})  # type: ignore[operator]
+    report = run_checks(PluginAddress("mini", f"unix://{path}"), **FAST)
+    malformed = next(c for c in report.checks if c.name == "malformed-requests")
+    assert malformed.passed
+    assert (
+        "invalid JSON: HTTP 500 with a non-JSON body (text/html): "
+        "<html><head><title>500 Oops</title></head></html> (no Err to show)"
+    ) in malformed.notes
+    assert not any("empty body" in note for note in malformed.notes)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("flaw", [None, "never-unmounts"])
+def test_mount_points_are_read_from_the_mount_table(start_mini: object, flaw: str | None) -> None:
+    # A bind mount from the same filesystem, which os.path.ismount does not see.
+    flaws = {flaw} if flaw else set()
+    _, path = start_mini(real_mounts=True, flaws=flaws)  # type: ignore[operator]
+    report = run_checks(PluginAddress("mini", f"unix://{path}"), **FAST)
+    failed = {c.name: c.summary for c in report.checks if not c.passed}
+    if flaw is None:
+        assert failed == {}
+        mounted = next(c for c in report.checks if c.name == "mount-repeated-id")
+        assert any("(a mount point: True)" in note for note in mounted.notes)
+    else:  # both checks look after the last Unmount
+        assert set(failed) == {"mount-repeated-id", "mount-distinct-ids"}
+        assert all("still a mount point after the last Unmount" in s for s in failed.values())
+
+
+@pytest.mark.root
+def test_btrfs_subvolumes_are_not_mount_points(tmp_path: Path, socket_dir: Path) -> None:
+    # os.path.ismount is true for a subvolume's root: the check must not say "still mounted".
+    from tests.snapshotters.loopfs import btrfs_missing_reason, loop_btrfs
+
+    reason = btrfs_missing_reason()
+    if reason:
+        pytest.skip(reason)
+
+    def subvolume(path: Path) -> None:
+        subprocess.run(["btrfs", "subvolume", "create", str(path)], check=True, capture_output=True)
+
+    with loop_btrfs("256M") as root:
+        plugin = MiniPlugin(root / "volumes", make_volume=subvolume)
+        plugin.serve_unix(socket_dir / "subvols.sock")
+        try:
+            address = PluginAddress("subvols", f"unix://{socket_dir}/subvols.sock")
+            report = run_checks(address, **FAST)
+        finally:
+            plugin.stop()
+    assert {c.name: c.summary for c in report.checks if not c.passed} == {}
 
 
 def test_text_report_shows_each_verdict_and_its_evidence(start_mini: object) -> None:

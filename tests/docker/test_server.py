@@ -488,6 +488,7 @@ def test_signals_stop_the_server_and_remove_its_socket(
     assert proc.signal(signum) == 0, proc.output()
     assert not proc.socket.exists()
     assert "stopped" in proc.output()
+    assert proc.output().count("serving driver local as plugin") == 1, proc.output()
 
 
 def test_state_survives_a_killed_server(start_serve: StartServe) -> None:

@@ -102,7 +102,8 @@ class PluginServer:
         self.health.address = self.url
         self._thread = threading.Thread(target=self._loop, name=f"plugin-{self.name}", daemon=True)
         self._thread.start()
-        log.info("serving driver %s as plugin %s at %s", self.driver, self.name, self.url)
+        # debug only: `cargohold serve` prints this line itself, once, when all are ready
+        log.debug("serving driver %s as plugin %s at %s", self.driver, self.name, self.url)
 
     def _listen(self) -> None:
         where = self.where
