@@ -193,6 +193,34 @@ class _Staging:
     images: list[_StagedImage] = field(default_factory=list)
 
 
+class Ingest:
+    """Layers and images arriving from elsewhere (a registry); see `ImageStore.ingest`."""
+
+    def __init__(self, store: ImageStore, staging: _Staging) -> None:
+        self._store = store
+        self._staging = staging
+        self.images: builtins.list[Image] = []
+
+    def has_layer(self, diff_id: str) -> bool:
+        """True (and the layer counted in) if the store already holds ``diff_id``."""
+        try:
+            path = self._store.layer_path(diff_id)
+        except NotFound:
+            return False
+        self._staging.layers.setdefault(diff_id, (path, path.stat().st_size))
+        return True
+
+    def layer(self, stream: Reader, diff_id: str, what: str) -> None:
+        """Stage a layer (plain or gzip tar) whose content must have ``diff_id``.
+
+        Safe to call from several threads at once.
+        """
+        self._store._stage_layer(self._staging, stream, diff_id, what)
+
+    def image(self, config: bytes, diff_ids: Sequence[str], tags: Sequence[str]) -> None:
+        self._staging.images.append(_StagedImage(config, list(diff_ids), list(tags)))
+
+
 # -- the store ---------------------------------------------------------------
 
 
@@ -293,6 +321,21 @@ class ImageStore:
     def close(self) -> None:
         if self._database is not None:
             self._database.close()
+
+    @contextlib.contextmanager
+    def ingest(self) -> Iterator[Ingest]:
+        """Stage layers and images from elsewhere; all become visible together when
+        the block ends, none if it raises (``Ingest.images`` then holds them)."""
+        with self._locked(), self._staging() as staging:
+            ingest = Ingest(self, staging)
+            yield ingest
+            ingest.images = self._commit(staging)
+
+    def config_bytes(self, ref: str) -> bytes:
+        """The exact config JSON of an image (its id is their digest)."""
+        db = self._db()
+        row = db.execute("SELECT config FROM images WHERE id = ?", (self._resolve(db, ref),))
+        return bytes(row.fetchone()[0])
 
     def layer_path(self, diff_id: str) -> Path:
         """The uncompressed tar of layer ``diff_id``; `NotFound` if the store lacks it."""
