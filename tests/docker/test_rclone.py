@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
+from cargohold.core.kernel import mounts
 from cargohold.plugins.docker.client import BACKOFF_ENV
 from cargohold.plugins.docker.discovery import SOCKET_DIR, PluginAddress
 
@@ -154,15 +155,15 @@ def test_rclone_volume_lifecycle_through_the_cli(rclone: Rclone, tmp_path: Path)
 
     with Runtime(state) as rt:
         path = rt.volumes.mount("photos", "container-1")
-        assert os.path.ismount(path), "rclone mounts its volumes with FUSE"
+        assert mounts.is_mountpoint(path), "rclone mounts its volumes with FUSE"
         (path / "cat.txt").write_text("meow")
         rt.volumes.mount("photos", "container-2")
         rt.volumes.unmount("photos", "container-1")
-        assert os.path.ismount(path)  # container-2 still uses it
+        assert mounts.is_mountpoint(path)  # container-2 still uses it
         in_use = cargohold("volume", "rm", "photos", state=state)
         assert in_use.returncode == 1 and "in use" in in_use.stderr
         rt.volumes.unmount("photos", "container-2")
-        assert not os.path.ismount(path)
+        assert not mounts.is_mountpoint(path)
     # The bytes went through FUSE into rclone's remote.
     assert (rclone.remote / "cat.txt").read_text() == "meow"
 

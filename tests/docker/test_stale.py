@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cargohold.core import InUse, NotFound, Runtime
+from cargohold.core.kernel import mounts
 
 from .conftest import cargohold_cli
 
@@ -41,14 +41,14 @@ def test_the_driver_unmounts_only_when_the_last_reference_is_dropped(runtime: Ru
     service.mount("lost", LOST_A)  # docker cp: the same id twice
     service.mount("lost", LOST_B)
     (path / "f").write_text("data")
-    assert os.path.ismount(path)
+    assert mounts.is_mountpoint(path)
 
     assert service.drop_refs("lost", [LOST_A]) == {LOST_A: 2}
-    assert os.path.ismount(path) and (path / "f").read_text() == "data"
+    assert mounts.is_mountpoint(path) and (path / "f").read_text() == "data"
     assert service.get("lost").refs == {LOST_B: 1}
 
     assert service.drop_refs("lost") == {LOST_B: 1}
-    assert not os.path.ismount(path), "the last release unmounted through the driver"
+    assert not mounts.is_mountpoint(path), "the last release unmounted through the driver"
     assert service.get("lost").refs == {}
     service.remove("lost")
 
@@ -66,7 +66,7 @@ def test_unknown_ids_and_holds_are_refused_and_change_nothing(runtime: Runtime) 
     with pytest.raises(InUse):
         service.drop_refs("used", [LOST_A, CONTAINER])
     assert service.get("used").refs == {CONTAINER: 1, LOST_A: 1}
-    assert os.path.ismount(path)
+    assert mounts.is_mountpoint(path)
     with pytest.raises(NotFound, match="no such volume: nothere"):
         service.drop_refs("nothere")
 
@@ -93,7 +93,7 @@ def test_cli_lists_and_releases(runtime: Runtime) -> None:
     released = cargohold_cli(runtime.state_dir, "volume", "unmount", "lost", "--id", LOST_A)
     assert released.returncode == 0, released.stderr
     assert released.stdout == f"released {LOST_A} (1 mount)\n"
-    assert service.get("lost").refs == {CONTAINER: 1} and os.path.ismount(path)
+    assert service.get("lost").refs == {CONTAINER: 1} and mounts.is_mountpoint(path)
 
     runtime.volumes.unmount("lost", CONTAINER)
     runtime.volumes.release("lost", CONTAINER)
