@@ -339,7 +339,10 @@ class AzureFileBackend(Backend):
             "tmp": state.get("tmp") or f"{TMP_PREFIX}{uuid.uuid4().hex[:16]}",
             "done": list(state.get("done") or []),
         }
-        checkpoint.save(state)
+        # a one-chunk upload of a new file has nothing worth resuming: no disk write for it
+        durable = expect.version is not None or size > self.chunk_size
+        if durable:
+            checkpoint.save(state)
         self._ensure_dir(folder)
         target = self.share.get_file_client(full)
         lease: ShareLeaseClient | None = None
@@ -348,7 +351,16 @@ class AzureFileBackend(Backend):
         swapped = False
         try:
             tmp = self.share.get_file_client(posixpath.join(folder, str(state["tmp"])))
-            self._write_tmp(tmp, source, size, sha256, state, checkpoint, progress, parallel)
+            self._write_tmp(
+                tmp,
+                source,
+                size,
+                sha256,
+                state,
+                checkpoint if durable else None,
+                progress,
+                parallel,
+            )
             headers: dict[str, Any] = {}
             try:
                 tmp.rename_file(
@@ -400,7 +412,7 @@ class AzureFileBackend(Backend):
         size: int,
         sha256: str,
         state: dict[str, Any],
-        checkpoint: Checkpoint,
+        checkpoint: Checkpoint | None,
         progress: Progress,
         parallel: int,
     ) -> None:
@@ -430,7 +442,8 @@ class AzureFileBackend(Backend):
                 self._put_range(tmp, data[at : at + _RANGE], offset + at, what)
             with guard:
                 done.add(n)
-                checkpoint.save({**state, "done": sorted(done)})
+                if checkpoint is not None:
+                    checkpoint.save({**state, "done": sorted(done)})
             progress(length)
 
         todo = [n for n in range(count) if n not in done]
@@ -513,14 +526,18 @@ class AzureFileBackend(Backend):
         for entry in entries:
             if not entry.is_dir:
                 self._delete_breaking_leases(entry.path)
-        for entry in sorted((e for e in entries if e.is_dir), key=lambda e: e.path, reverse=True):
-            self.delete(entry.path, is_dir=True)
-        # uploads left by a crash hide in every directory; then the root itself
-        for rel in sorted({posixpath.dirname(e.path) for e in entries} | {""}, reverse=True):
-            self._remove_tmp_files(rel)
+        # children sort after their parents: reversed, each directory comes before its parent
+        for rel in [*sorted((e.path for e in entries if e.is_dir), reverse=True), ""]:
+            self._remove_tmp_files(rel)  # uploads a crash left behind hide in any directory
+            if rel:
+                self.delete(rel, is_dir=True)
         if self.root:
-            with contextlib.suppress(RemoteNotFound):
+            try:
                 self.share.get_directory_client(self.root).delete_directory()
+            except ResourceNotFoundError:
+                pass
+            except BaseException as err:
+                raise _translate(err, f"deleting {self.describe()}") from None
 
     def _delete_breaking_leases(self, path: str) -> None:
         # delete_remote=true is the owner's explicit wish: a stale lease must not stop it
@@ -541,7 +558,9 @@ class AzureFileBackend(Backend):
 
 
 def _code(err: BaseException) -> str:
-    return str(getattr(err, "error_code", None) or "")
+    """The service's error code; the SDK gives a StorageErrorCode enum when it knows it."""
+    code = getattr(err, "error_code", None)
+    return str(getattr(code, "value", code) or "")
 
 
 def _etag(raw: str | None) -> str:
