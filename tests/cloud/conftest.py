@@ -119,7 +119,8 @@ class Remote:
                 blob.delete()
         else:
             share = self.client.get_share_client(AZURE_SHARE)
-            keys = sorted(self.keys(prefix), key=lambda k: -k.count("/") - k.endswith("/"))
+            # files first, then directories deepest first
+            keys = sorted(self.keys(prefix), key=lambda k: (k.endswith("/"), -k.count("/")))
             for key in keys:
                 full = f"{root}/{key}"
                 if key.endswith("/"):
@@ -272,13 +273,13 @@ def gcs_remote(gcs_endpoint: str) -> Remote:
 
 @pytest.fixture(scope="session")
 def azure_remote(azure_server: Any) -> Remote:
+    from azure.core.exceptions import ResourceExistsError
     from azure.storage.fileshare import ShareServiceClient
 
     os.environ[AZURE_CS_ENV] = azure_server.connection_string
     client = ShareServiceClient.from_connection_string(azure_server.connection_string)
-    share = client.get_share_client(AZURE_SHARE)
-    if not share.exists():
-        share.create_share()
+    with contextlib.suppress(ResourceExistsError):
+        client.get_share_client(AZURE_SHARE).create_share()
     return Remote(
         "azurefile",
         azure_server.account_url,
@@ -315,6 +316,15 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
         if fixture in request.fixturenames:
             used: Remote = request.getfixturevalue(fixture)
             used.wipe(name)
+
+
+@pytest.fixture(scope="session")
+def leftover_prefixes() -> Iterator[list[tuple[Remote, str]]]:
+    """Prefixes to wipe when the session ends (for tests whose own teardown runs too early)."""
+    prefixes: list[tuple[Remote, str]] = []
+    yield prefixes
+    for remote, name in prefixes:
+        remote.wipe(name)
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ class CloudDriver(VolumeDriver):
         try:
             with self._errors(name, engine.backend, "remove"), self._waiting(name, engine):
                 if opts.get("delete_remote"):
-                    engine.backend.delete_all()
+                    _delete_all(engine.backend)
                 elif not opts.get("readonly"):
                     engine.flush()  # never drop a byte not yet written back
         finally:
@@ -440,6 +440,21 @@ class CloudDriver(VolumeDriver):
 
     def stored_options(self, name: str) -> dict[str, Any] | None:
         return stored_options(self, name)
+
+
+def _delete_all(backend: Backend, attempts: int = 4) -> None:
+    """``delete_remote``: again if another writer (another host, another volume on the same
+    root) added something while we deleted (a directory then refuses to go)."""
+    for attempt in range(attempts):
+        try:
+            backend.delete_all()
+            return
+        except (AuthFailed, ContainerNotFound):
+            raise
+        except BackendError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 class _Held(contextlib.AbstractContextManager[None]):
