@@ -9,7 +9,7 @@ import pytest
 
 from cargohold.core import CargoholdError, Runtime
 from cargohold.core.api.container_mounts import parse_all
-from cargohold.core.snapshots.service import Kind
+from cargohold.core.api.snapshots import Kind
 
 from .conftest import IMAGE, cli
 

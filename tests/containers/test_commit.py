@@ -9,7 +9,7 @@ import pytest
 
 from cargohold.core import Conflict, Runtime
 from cargohold.core.api.container_mounts import parse_all
-from cargohold.core.containers.service import _state
+from cargohold.core.containers.procfs import state as _state
 
 from .conftest import IMAGE, cli
 

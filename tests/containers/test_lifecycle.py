@@ -149,7 +149,7 @@ def test_name_conflicts_and_lookup(rt: Runtime) -> None:
     inspected = cli(rt.state_dir, "inspect", "web")
     assert '"Name": "/web"' in inspected.stdout
     refused = cli(rt.state_dir, "rm", "nosuch")
-    assert refused.returncode == 1 and "no such container: nosuch" in refused.stderr
+    assert refused.returncode == 1 and "no such container: nosuch" in refused.stderr.lower()
 
 
 def test_running_container_is_not_removed_without_force(rt: Runtime) -> None:

@@ -84,7 +84,14 @@ class Runtime:
             if self._containers is None:
                 from cargohold.core.containers.service import ContainerService
 
-                self._containers = ContainerService(self)
+                self._containers = ContainerService(
+                    state_dir=self.state_dir,
+                    hook=self.hook,
+                    volumes=self.volumes,
+                    images=self.images,
+                    snapshotters=self.snapshotters,
+                    host=self,  # passed on to hooks as their ``runtime``
+                )
             return self._containers
 
     def close(self) -> None:

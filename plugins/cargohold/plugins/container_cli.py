@@ -1,4 +1,4 @@
-"""``cargohold create|start|run|ps|inspect|logs|wait|stop|kill|rm|commit``, as the docker CLI.
+"""``cargohold create|start|run|exec|ps|inspect|logs|wait|stop|kill|rm|commit``, as the docker CLI.
 
 Exit codes follow ``docker run``: the container's own code; 125 when
 cargohold itself failed (bad flags, unknown image, a mount that cannot be
@@ -18,7 +18,8 @@ from cargohold.core import CargoholdError, hookimpl
 from cargohold.core.cli import act_on_each, emit_json, key_values, runtime, table, try_each
 
 if TYPE_CHECKING:  # imported by the commands: loading the plugin must stay cheap
-    from cargohold.core.containers.service import Container
+    from cargohold.core.containers.records import Container
+    from cargohold.core.containers.service import ContainerService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,6 +53,8 @@ def _create_options(func: F) -> F:
         ),
         click.option("-l", "--label", "labels", multiple=True, help="label key=value"),
         click.option("--rm", "autoremove", is_flag=True, help="remove the container when it exits"),
+        click.option("-i", "--interactive", is_flag=True, help="keep stdin open (ours, with run)"),
+        click.option("-t", "--tty", is_flag=True, help="give it a pseudo-terminal"),
         click.argument("image"),
         click.argument("command", nargs=-1, type=click.UNPROCESSED),
     ]
@@ -78,6 +81,8 @@ def _create(params: dict[str, Any]) -> Container:
         readonly=params["read_only"],
         autoremove=params["autoremove"],
         labels=key_values(params["labels"], "label"),
+        stdin_open=params["interactive"],
+        tty=params["tty"],
     )
 
 
@@ -106,7 +111,7 @@ def create_command(**params: Any) -> None:
 @click.option("-d", "--detach", is_flag=True, help="run in the background; print the id")
 def run_command(detach: bool, **params: Any) -> None:
     """Create and start a container; wait for it and exit with its code."""
-    from cargohold.core.containers.service import StartFailed
+    from cargohold.core.containers.records import StartFailed
 
     service = runtime().containers
     try:
@@ -137,7 +142,7 @@ def start_command(containers: tuple[str, ...]) -> None:
 @click.option("--no-trunc", is_flag=True, help="full ids and commands")
 def ps_command(show_all: bool, quiet: bool, no_trunc: bool) -> None:
     """List containers (running ones, or all with -a)."""
-    from cargohold.core.containers.service import describe_status
+    from cargohold.core.containers.records import describe_status
 
     containers = runtime().containers.list(all=show_all)
     if quiet:
@@ -167,7 +172,7 @@ def ps_command(show_all: bool, quiet: bool, no_trunc: bool) -> None:
 def inspect_command(containers: tuple[str, ...]) -> None:
     """Show containers in detail (JSON, as docker inspect)."""
     service = runtime().containers
-    found, failed = try_each(containers, lambda ref: service.inspect(service.get(ref)))
+    found, failed = try_each(containers, lambda ref: _inspect(service, service.get(ref)))
     emit_json(found)
     if failed:
         sys.exit(1)
@@ -214,14 +219,11 @@ def kill_command(sig: str, containers: tuple[str, ...]) -> None:
 
 
 def _signal_number(text: str) -> int:
-    import signal
+    from cargohold.core.containers.signals import number
 
-    if text.isdigit():
-        return int(text)
-    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
     try:
-        return int(signal.Signals[name])
-    except KeyError:
+        return number(text)
+    except ValueError:
         raise click.BadParameter(f"unknown signal {text!r}", param_hint="--signal") from None
 
 
@@ -251,11 +253,105 @@ def commit_command(
     click.echo(image.id)
 
 
+@click.command("exec", context_settings=_COMMAND)
+@click.option("-i", "--interactive", is_flag=True, help="keep stdin open")
+@click.option("-t", "--tty", is_flag=True, help="give it a pseudo-terminal")
+@click.option("-e", "--env", "env", multiple=True, help="NAME=value (NAME alone: ours)")
+@click.option("-u", "--user", help="user[:group] (default: the container's)")
+@click.option("-w", "--workdir", help="working directory (default: the container's)")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_command(
+    interactive: bool,
+    tty: bool,
+    env: tuple[str, ...],
+    user: str | None,
+    workdir: str | None,
+    container: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND in a running container (its namespaces and root); exit with its code."""
+    from cargohold.core.containers.attached import run_exec
+    from cargohold.core.containers.execute import ExecSpec
+    from cargohold.core.containers.runner import StartError
+
+    try:
+        found = runtime().containers.get(container)
+        code = run_exec(found, ExecSpec(command, env, user, workdir, tty), stdin=interactive)
+    except StartError as err:
+        click.echo(f"cargohold: {err}", err=True)
+        sys.exit(err.exit_code)
+    except CargoholdError as err:
+        _fail(err)
+    sys.exit(code)
+
+
+def _inspect(service: ContainerService, c: Container) -> dict[str, Any]:
+    """``cargohold inspect``: docker inspect's field names, for what cargohold has."""
+    from cargohold.core.api.errors import CargoholdError as Missing
+
+    mounts = []
+    for m in c.mounts:
+        entry: dict[str, Any] = {
+            "Type": m.type,
+            "Source": m.source,
+            "Destination": m.target,
+            "RW": not m.readonly,
+        }
+        if m.type == "volume":
+            entry["Name"] = m.source
+            try:
+                volume = runtime().volumes.get(m.source)
+                entry["Source"], entry["Driver"] = volume.mountpoint, volume.driver
+            except Missing:
+                entry["Source"], entry["Driver"] = "", ""
+        mounts.append(entry)
+    st = c.state
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.args[0] if c.args else "",
+        "Args": list(c.args[1:]),
+        "State": {
+            "Status": st.status,
+            "Running": st.running,
+            "Pid": st.pid if st.running else 0,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
+        },
+        "Image": c.image_id,
+        "Name": "/" + c.name,
+        "LogPath": str(service.log_path(c)),
+        "Driver": c.rootfs.snapshotter or "",
+        "HostConfig": {
+            "NetworkMode": c.network,
+            "ReadonlyRootfs": c.readonly,
+            "AutoRemove": c.autoremove,
+        },
+        "Mounts": mounts,
+        "Config": {
+            "Hostname": c.hostname,
+            "User": c.user,
+            "Env": list(c.env),
+            "Cmd": list(c.cmd),
+            "Entrypoint": list(c.entrypoint) or None,
+            "Image": c.image,
+            "WorkingDir": c.workdir,
+            "Labels": dict(c.labels),
+            "Tty": c.tty,
+            "OpenStdin": c.stdin_open,
+        },
+    }
+
+
 @hookimpl
 def cargohold_cli(group: click.Group) -> None:
     for command in (
         create_command,
         run_command,
+        exec_command,
         start_command,
         ps_command,
         inspect_command,

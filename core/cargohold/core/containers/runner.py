@@ -13,7 +13,6 @@ codes: 127 (command not found), 126 (cannot execute), 125 (runtime error).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import os
@@ -22,6 +21,7 @@ import socket
 import stat
 import struct
 import subprocess
+import termios
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cargohold.core.api.container_mounts import PreparedMount
 from cargohold.core.kernel import mounts
+from cargohold.core.kernel.libc import libc, raise_errno
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -42,13 +43,10 @@ EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
 
 def _sys(result: int, what: str) -> None:
     if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+        raise_errno(what)
 
 
 @dataclass
@@ -69,6 +67,8 @@ class ProcessSpec:
     network: str = "none"
     readonly: bool = False
     mounts: Sequence[PreparedMount] = field(default_factory=list)
+    #: stdin, stdout and stderr are a terminal's slave: make it the controlling one
+    tty: bool = False
 
 
 class StartError(Exception):
@@ -79,8 +79,10 @@ class StartError(Exception):
         self.exit_code = exit_code
 
 
-def spawn(spec: ProcessSpec, stdout: int, stderr: int) -> int:
+def spawn(spec: ProcessSpec, stdout: int, stderr: int, stdin: int | None = None) -> int:
     """Start the container process; return its host pid once it has exec'ed.
+
+    ``stdin`` None is /dev/null (no ``-i``), as Docker's.
 
     Raises `StartError` (the child already reaped) when it could not run.
     """
@@ -93,23 +95,27 @@ def spawn(spec: ProcessSpec, stdout: int, stderr: int) -> int:
     # Our own PID namespace stays ours: only the next child goes to the new one.
     own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _sys(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        _sys(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         pid = -1
         try:
             pid = os.fork()
         finally:
             if pid != 0:
-                _sys(_libc.setns(own_pidns, CLONE_NEWPID), "setns back to our PID namespace")
+                _sys(libc.setns(own_pidns, CLONE_NEWPID), "setns back to our PID namespace")
     finally:
         os.close(own_pidns)
     if pid == 0:  # the container process
         os.close(read_end)
         code = EXIT_RUNTIME
         try:
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # no -i: stdin is empty, as Docker's
+            if spec.tty:
+                os.setsid()  # a session of its own, so the terminal can be its controlling one
+            os.dup2(os.open(os.devnull, os.O_RDONLY) if stdin is None else stdin, 0)
             os.dup2(stdout, 1)
             os.dup2(stderr, 2)
-            _sys(_libc.unshare(flags), "unshare of the container namespaces")
+            if spec.tty:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            _sys(libc.unshare(flags), "unshare of the container namespaces")
             code = _enter(spec, write_end)
         except BaseException as err:  # report anything, then leave without cleanup
             message = str(err) if isinstance(err, OSError | StartError) else traceback.format_exc()
@@ -152,7 +158,7 @@ def _enter(spec: ProcessSpec, report_fd: int) -> int:
     if spec.readonly:
         mounts.mount("none", root, None, mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_RDONLY)
     os.chdir(root)
-    _sys(_libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
+    _sys(libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     mounts.umount(".", detach=True)
     os.chdir("/")
     socket.sethostname(spec.hostname)
@@ -172,11 +178,11 @@ def _enter(spec: ProcessSpec, report_fd: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
-    _exec(list(spec.args), env)
+    exec_args(list(spec.args), env)
     return EXIT_RUNTIME  # not reached
 
 
-def _exec(args: list[str], env: dict[str, str]) -> None:
+def exec_args(args: list[str], env: dict[str, str]) -> None:
     try:
         if "/" in args[0]:
             os.execve(args[0], args, env)

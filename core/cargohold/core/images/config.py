@@ -8,10 +8,14 @@ import platform
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cargohold.core.api.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from cargohold.core.images.store import Image
 
 # Docker's reference grammar, simplified: lowercase path components with
 # separators, optional registry host[:port], tag of up to 128 word characters.
@@ -156,3 +160,29 @@ def _pairs(text: str) -> dict[str, str]:
             raise InvalidArgument(f"bad key=value {word!r} in {text!r}")
         result[key] = value
     return result
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """The parts of an image's config a container starts from."""
+
+    id: str
+    env: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    workdir: str = ""
+    user: str = ""
+    volumes: tuple[str, ...] = ()
+
+
+def container_config(image: Image) -> ContainerConfig:
+    """What a container takes from ``image``: Env, Cmd, Entrypoint, WorkingDir, User, Volumes."""
+    return ContainerConfig(
+        id=image.id,
+        env=tuple(image.env),
+        cmd=tuple(image.cmd),
+        entrypoint=tuple(image.entrypoint),
+        workdir=image.working_dir,
+        user=image.user,
+        volumes=tuple(image.volumes),
+    )

@@ -1,0 +1,26 @@
+"""The Engine-API daemon: the unchanged docker CLI against cargohold.
+
+``cargohold daemon -H unix:///PATH`` serves the part of Docker's Engine API
+the docker CLI needs for volumes, containers (run, exec, logs, stop...) and
+images. Modules: `daemon` (the command and its warm shim launcher),
+`server` (a threaded HTTP/1.1 server on h11 that can hijack connections),
+`app` (the Flask app: versions, headers, errors, system routes), the route
+modules `volumes`, `containers`, `execs`, `images`, `streams` (Docker's
+stream framing) and `convert` (the Engine API's shapes of core records).
+
+Only click is imported when every command loads this plugin; the rest when
+the daemon starts.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cargohold.core import hookimpl
+
+
+@hookimpl
+def cargohold_cli(group: click.Group) -> None:
+    from cargohold.plugins.engine.command import daemon_command
+
+    group.add_command(daemon_command)
