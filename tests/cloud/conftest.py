@@ -318,6 +318,34 @@ def prefix(request: pytest.FixtureRequest) -> Iterator[str]:
             used.wipe(name)
 
 
+AZURE_PROXY_ENV = "CH_TEST_AZURE_CS_PROXIED"
+
+
+def proxied_opts(remote: Remote, proxy: Any, prefix: str, **extra: str) -> dict[str, str]:
+    """The options of a volume that reaches its service through ``proxy``."""
+    url = f"http://127.0.0.1:{proxy.port}"
+    if remote.driver == "s3":
+        return remote.opts(prefix, endpoint_url=url, **extra)
+    if remote.driver == "gcs":
+        return remote.opts(prefix, endpoint=url, **extra)
+    real = remote.endpoint.split("/")[2]  # 127.0.0.1:PORT
+    os.environ[AZURE_PROXY_ENV] = os.environ[AZURE_CS_ENV].replace(real, f"127.0.0.1:{proxy.port}")
+    return remote.opts(prefix, connection_string=f"env:{AZURE_PROXY_ENV}", **extra)
+
+
+@pytest.fixture
+def proxy(remote: Remote) -> Iterator[Any]:
+    """A fault-injecting proxy in front of the service under test."""
+    from .fault_proxy import FaultProxy
+
+    port = int(remote.endpoint.split("/")[2].rpartition(":")[2])
+    started = FaultProxy("127.0.0.1", port).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture(scope="session")
 def leftover_prefixes() -> Iterator[list[tuple[Remote, str]]]:
     """Prefixes to wipe when the session ends (for tests whose own teardown runs too early)."""
