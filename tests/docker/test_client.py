@@ -253,9 +253,16 @@ def test_a_plugin_that_is_not_a_volume_driver_is_refused(
 def test_unknown_plugin_is_an_unknown_driver(dirs: PluginDirs, tmp_path: Path) -> None:
     with (
         runtime_with_client(tmp_path / "state") as rt,
-        pytest.raises(NotFound, match="no volume driver named 'absent-x'"),
+        pytest.raises(NotFound, match="no volume driver named 'absent-x'") as raised,
     ):
         rt.volumes.create("v1", driver="absent-x")
+    # it says where Docker plugins were looked for, as `plugin check` does
+    message = str(raised.value)
+    assert message.startswith("no volume driver named 'absent-x'; installed drivers: ")
+    assert message.endswith(
+        f"; no Docker volume plugin 'absent-x' either (looked in {dirs.sockets}, {dirs.etc}, "
+        f"{dirs.usr})"
+    )
 
 
 def test_plugin_errors_become_the_cores_errors(
@@ -601,6 +608,45 @@ def test_cli_uses_a_plugin_by_name(
     plugin.volumes["v1"].refs.clear()
     assert cargohold("volume", "rm", "v1", state=state).returncode == 0
     assert plugin.volumes == {}
+
+
+def test_unknown_driver_on_the_cli_names_installed_drivers_and_plugin_dirs(
+    dirs: PluginDirs, tmp_path: Path
+) -> None:
+    refused = cargohold("volume", "create", "-d", "nosuchdrv", "v1", state=tmp_path / "state")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        "Error: no volume driver named 'nosuchdrv'; installed drivers: "
+    )
+    assert "local" in refused.stderr
+    assert f"(looked in {dirs.sockets}, {dirs.etc}, {dirs.usr})" in refused.stderr
+
+
+def test_driver_ls_lists_docker_plugins_as_such(
+    dirs: PluginDirs, plugins: list[MiniPlugin], tmp_path: Path
+) -> None:
+    name = unique()
+    serve(plugins, tmp_path / "data", dirs.sockets / f"{name}.sock")
+    serve(plugins, tmp_path / "nested", dirs.sockets / "nested" / "nested.sock")
+    (dirs.etc / "remote.spec").write_text("tcp://127.0.0.1:7\n")
+    (dirs.usr / "remote.spec").write_text("tcp://127.0.0.1:8\n")  # the first place wins
+    (dirs.etc / "broken.spec").write_text("no-scheme\n")
+    (dirs.etc / "local.spec").write_text("tcp://127.0.0.1:9\n")  # the installed driver wins
+    (dirs.sockets / ".cargohold").mkdir()  # a server's private corner is no plugin
+    listed = cargohold("driver", "ls", "--format", "json", state=tmp_path / "state")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["local"]["kind"] == "installed"
+    plugins_found = {n: r for n, r in rows.items() if r["kind"] == "docker-plugin"}
+    assert sorted(plugins_found) == sorted([name, "nested", "remote", "broken"])
+    assert plugins_found[name]["address"] == f"unix://{dirs.sockets / name}.sock"
+    assert plugins_found["remote"]["address"] == f"tcp://127.0.0.1:7 (from {dirs.etc}/remote.spec)"
+    assert "has no scheme" in plugins_found["broken"]["error"]
+    assert plugins_found[name]["scope"] is None  # nothing was contacted
+    table = cargohold("driver", "ls", state=tmp_path / "state").stdout
+    assert f"Docker plugin at unix://{dirs.sockets / name}.sock" in table
+    assert "Docker plugin, unusable: plugin address 'no-scheme'" in table
+    assert [line.split()[0] for line in table.splitlines()].count("local") == 1
 
 
 def test_option_help_for_a_plugin_says_options_pass_through(

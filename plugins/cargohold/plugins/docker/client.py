@@ -560,12 +560,17 @@ _failures_lock = threading.Lock()
 
 @hookimpl(trylast=True)
 def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDriver | None:
-    """A Docker volume plugin named ``name``, found where the engine finds plugins."""
-    from cargohold.plugins.docker.discovery import find_plugin
+    """A Docker volume plugin named ``name``, found where the engine finds plugins.
+
+    Last of all finders: when no plugin is there either, `NotFound` says which
+    directories were searched, so the unknown-driver error names them.
+    """
+    from cargohold.plugins.docker.discovery import find_plugin, searched_dirs
 
     address = find_plugin(name)
     if address is None:
-        return None
+        places = ", ".join(str(d) for d in searched_dirs())
+        raise NotFound(f"no Docker volume plugin {name!r} either (looked in {places})")
     with _failures_lock:
         failed_at, message = _failures.get(address, (-FAILURE_MEMORY, ""))
     if time.monotonic() - failed_at < FAILURE_MEMORY:
@@ -576,6 +581,24 @@ def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDri
         with _failures_lock:
             _failures[address] = (time.monotonic(), str(err))
         raise
+
+
+def found_volume_drivers() -> list[dict[str, str]]:
+    """The Docker volume plugins ``-d NAME`` would find, for ``cargohold driver ls``.
+
+    Read off the plugin directories without contacting any plugin (a dead
+    one's socket would cost the engine's 15 s of backoff); ``address`` is
+    where it listens, or ``error`` why its file cannot be used.
+    """
+    from cargohold.plugins.docker.discovery import all_plugins
+
+    rows: list[dict[str, str]] = []
+    for name, found in all_plugins().items():
+        if isinstance(found, CargoholdError):
+            rows.append({"name": name, "address": "", "error": str(found)})
+        else:
+            rows.append({"name": name, "address": found.describe(), "error": ""})
+    return rows
 
 
 __all__ = [

@@ -19,6 +19,7 @@ Tests and unusual hosts move the search with two environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -94,6 +95,11 @@ def spec_dirs() -> tuple[Path, ...]:
     return SPEC_DIRS
 
 
+def searched_dirs() -> tuple[Path, ...]:
+    """The directories a plugin is looked for in, sockets first."""
+    return (socket_dir(), *spec_dirs())
+
+
 def candidate_paths(
     name: str, sockets: Path | None = None, specs: tuple[Path, ...] | None = None
 ) -> list[Path]:
@@ -125,6 +131,41 @@ def find_plugin(
                 return read_json_spec(name, path)
             return read_spec(name, path)
     return None
+
+
+def all_plugins(
+    sockets: Path | None = None, specs: tuple[Path, ...] | None = None
+) -> dict[str, PluginAddress | InvalidArgument]:
+    """Every plugin the engine could find, by name: its address, or why its file is bad.
+
+    Names come from the files in the places `find_plugin` searches; each is then
+    found as `find_plugin` finds it, so the first match wins here too. Nothing
+    is contacted: a plugin listed here may not be running.
+    """
+    sockets = socket_dir() if sockets is None else sockets
+    specs = spec_dirs() if specs is None else specs
+    names: set[str] = set()
+    for base, suffixes in ((sockets, (".sock",)), *((d, (".spec", ".json")) for d in specs)):
+        with contextlib.suppress(OSError):
+            for entry in base.iterdir():
+                if entry.suffix in suffixes:
+                    names.add(entry.stem)
+                elif any((entry / f"{entry.name}{s}").exists() for s in suffixes):
+                    names.add(entry.name)  # N/N.sock, N/N.spec, N/N.json
+    found: dict[str, PluginAddress | InvalidArgument] = {}
+    for name in sorted(names):
+        try:
+            validate_driver_name(name)
+        except InvalidArgument:
+            continue  # no name `-d` could give (our private .cargohold directory, say)
+        try:
+            address = find_plugin(name, sockets, specs)
+        except InvalidArgument as err:
+            found[name] = err
+            continue
+        if address is not None:
+            found[name] = address
+    return found
 
 
 def require_plugin(name: str) -> PluginAddress:
