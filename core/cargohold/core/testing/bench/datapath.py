@@ -63,10 +63,10 @@ def runner_name() -> str:
 
 def run_fio(job: Job, directory: Path, seconds: float) -> float:
     """The job's MB/s or IOPS, from fio's JSON."""
-    limit = max(1, int(seconds))
+    limit_ms = max(100, int(seconds * 1000))  # fio takes time values in ms
     command = ["fio", f"--name={job.name.replace(' ', '_')}", f"--directory={directory}"]
-    command += ["--output-format=json", f"--runtime={limit}", *job.fio]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=limit + 60)
+    command += ["--output-format=json", f"--runtime={limit_ms}ms", *job.fio]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:
         raise RuntimeError(f"fio {job.name} in {directory}: {done.stderr.strip() or done.stdout}")
     report = json.loads(done.stdout[done.stdout.index("{") :])

@@ -9,7 +9,7 @@ The target is a snapshotter (`LayerTarget`). Floors, interleaved round by round:
 - *first-write copy-up* of a large file from the bottom layer: the same write on
   the bare overlay;
 - *container start* (assembly, then ``unshare --mount --pid --fork chroot ROOT
-  /bin/true``, then unmount and remove): the same command on the bare overlay.
+  /bin/true``, then unmount and remove): the same on a bare overlay mount.
   It needs a static busybox (Debian ``busybox-static``) for the root's /bin/true.
 """
 
@@ -107,6 +107,13 @@ class _BareOverlay:
         for path in made:
             shutil.rmtree(path)
 
+    def start(self, target: Path) -> None:
+        made = self.assemble(target)
+        try:
+            _start(target)
+        finally:
+            self.teardown(target, made)
+
 
 class _Chain:
     """The same N layers committed in the target snapshotter."""
@@ -155,6 +162,13 @@ class _Chain:
         self.target.remove(key)
         self.keys.remove(key)
 
+    def start(self, target: Path) -> None:
+        key = self.assemble(target)
+        try:
+            _start(target)
+        finally:
+            self.teardown(target, key)
+
     def close(self) -> None:
         for key in list(self.keys):
             self.target.remove(key)
@@ -182,15 +196,14 @@ def run(target: LayerTarget, case: Case, depth: int = DEPTH) -> list[Figure]:
 
             floor["assemble"].append(timed(lambda: made.append(bare.assemble(point))))
             floor["copy-up"].append(timed(lambda: _copy_up(point)))
-            if busybox is not None:
-                floor["start"].append(timed(lambda: _start(point)))
             bare.teardown(point, made.pop())
-
             ours["assemble"].append(timed(lambda: keys.append(chain.assemble(point))))
             ours["copy-up"].append(timed(lambda: _copy_up(point)))
-            if busybox is not None:
-                ours["start"].append(timed(lambda: _start(point)))
             chain.teardown(point, keys.pop())
+            if busybox is not None:
+                # a start is a fresh root, the process, and the root's teardown
+                floor["start"].append(timed(lambda: bare.start(point)))
+                ours["start"].append(timed(lambda: chain.start(point)))
             case.advance((i + 1) / case.rounds)
     finally:
         floors.unmount_everything_under(point)
