@@ -670,8 +670,8 @@ def test_volumes_of_a_dead_plugin_still_list(
     plugin = serve(plugins, tmp_path / "data", path)
     names = [f"v{i}" for i in range(5)]
     with runtime_with_client(tmp_path / "state") as rt:
-        for volume in names:
-            rt.volumes.create(volume, driver=name)
+        for volume_name in names:
+            rt.volumes.create(volume_name, driver=name)
     plugin.stop()  # killed: its socket stays behind, nothing listens
     assert path.exists()
     monkeypatch.setenv(client_plugin.BACKOFF_ENV, "1")
