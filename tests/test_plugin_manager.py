@@ -15,9 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core import Conflict, InvalidArgument, NotFound, Runtime, VolumeDriver, hookimpl
+from cargohold.core import (
+    Conflict,
+    InvalidArgument,
+    KnownImplementation,
+    NotFound,
+    Runtime,
+    VolumeDriver,
+    hookimpl,
+)
 from cargohold.core.plugin.manager import PluginError, build_plugin_manager
-from cargohold.core.volumes.drivers import INSTALL_HINTS
 
 from .test_volume_service import CountingDriver
 
@@ -217,13 +224,38 @@ def test_managers_are_per_runtime(tmp_path: Path) -> None:
         assert "counting" not in b.drivers.names()
 
 
-def test_a_driver_behind_an_extra_gives_its_install_hint(
-    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(INSTALL_HINTS, "nfsx", "pip install 'cargohold[nfs]'")
-    with pytest.raises(NotFound, match=r"install it with pip install 'cargohold\[nfs\]'"):
-        runtime.volumes.create("v1", "nfsx")
-    assert runtime.volumes.list() == []
+def test_a_driver_behind_an_extra_gives_its_install_hint(tmp_path: Path) -> None:
+    class Registers:
+        @hookimpl
+        def cargohold_volume_drivers(self) -> list[KnownImplementation]:
+            return [
+                KnownImplementation(
+                    "nfsx",
+                    "cargohold_nfsx.driver:NfsDriver",
+                    install="pip install 'cargohold[nfs]'",
+                    requires=("cargohold_nfsx_sdk",),
+                )
+            ]
+
+    with Runtime(tmp_path / "state", plugins=[Registers()]) as rt:
+        assert "nfsx" not in rt.drivers.names()  # its SDK is missing: not installed
+        assert rt.drivers.not_installed() == {"nfsx": "pip install 'cargohold[nfs]'"}
+        with pytest.raises(NotFound, match=r"install it with pip install 'cargohold\[nfs\]'"):
+            rt.volumes.create("v1", "nfsx")
+        assert rt.volumes.list() == []
+
+
+def test_a_known_implementation_is_imported_only_when_used(tmp_path: Path) -> None:
+    class Registers:
+        @hookimpl
+        def cargohold_volume_drivers(self) -> list[KnownImplementation]:
+            return [KnownImplementation("bind2", "cargohold.drivers.bind:BindDriver")]
+
+    with Runtime(tmp_path / "state", plugins=[Registers()]) as rt:
+        assert "bind2" in rt.drivers.names()
+        # the class is checked when imported: its own name must match the registration
+        with pytest.raises(InvalidArgument, match="registered as 'bind2' but is named 'bind'"):
+            rt.volumes.create("v1", "bind2")
 
 
 def test_unknown_driver_lists_installed_ones(runtime: Runtime) -> None:

@@ -27,15 +27,12 @@ from typing import Any
 
 import pytest
 
+from cargohold.core.api.snapshots import SnapshotContext
 from cargohold.core.images.layers import apply_to_snapshot
 from cargohold.core.kernel import mounts
-from cargohold.core.snapshots.service import (
-    SnapshotContext,
-    SnapshotMetadata,
-    Snapshotter,
-    mount_all,
-    unmount_all,
-)
+from cargohold.core.kernel.snapshot_mounts import mount_all, unmount_all
+from cargohold.core.snapshots.service import Snapshotter
+from cargohold.core.state.snapshot_store import SnapshotMetadata
 from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.copy import CopySnapshotter
 from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from cargohold.core import Runtime
-from cargohold.core.snapshots.service import mounted
+from cargohold.core.kernel.snapshot_mounts import mounted
 from cargohold.core.testing.snapshotters import layer, remove_all
 
 from ..realdocker import DockerEngine

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cargohold.core.snapshots import service as snapshots
+from cargohold.core.kernel import snapshot_mounts as snapshots
 from cargohold.core.testing.snapshotters import SnapshotterConformance
 from cargohold.drivers.snapshotters.btrfs import BtrfsSnapshotter
 from cargohold.drivers.snapshotters.copy import CopySnapshotter

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from cargohold.core.snapshots import service as snapshots
-from cargohold.core.snapshots.service import MOUNT_DATA_LIMIT, Mount, mounted
+from cargohold.core.api.snapshots import SnapshotMount
+from cargohold.core.kernel import snapshot_mounts as snapshots
+from cargohold.core.kernel.snapshot_mounts import MOUNT_DATA_LIMIT, mounted
 
 pytestmark = pytest.mark.root
 
 
-def layers(root: Path, count: int) -> Mount:
+def layers(root: Path, count: int) -> SnapshotMount:
     """``count`` lower layers (``f<i>`` in each) under a long path, plus upper and work."""
     base = root / ("deep-overlay-layers-with-a-long-name-" * 2)
     lowers = []
@@ -31,7 +32,7 @@ def layers(root: Path, count: int) -> Mount:
         f"upperdir={base / 'upper'}",
         f"workdir={base / 'work'}",
     )
-    mount = Mount("overlay", "overlay", options)
+    mount = SnapshotMount("overlay", "overlay", options)
     assert len(",".join(options)) > MOUNT_DATA_LIMIT
     return mount
 
@@ -52,7 +53,7 @@ def target(tmp_path: Path) -> Iterator[Path]:
     snapshots.unmount_all(path)
 
 
-def check(mount: Mount, target: Path, count: int) -> None:
+def check(mount: SnapshotMount, target: Path, count: int) -> None:
     with mounted([mount], target):
         assert len([n for n in os.listdir(target) if n.startswith("f")]) == count
         (target / "written").write_text("ok")

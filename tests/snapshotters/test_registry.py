@@ -11,7 +11,7 @@ import pytest
 from cargohold.core import Runtime, hookimpl
 from cargohold.core.api.errors import NotFound, NotSupported
 from cargohold.core.kernel import mounts
-from cargohold.core.snapshots.service import SNAPSHOTTER_ENV, default_snapshotter
+from cargohold.core.snapshots.registry import SNAPSHOTTER_ENV, default_snapshotter
 from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.copy import CopySnapshotter
 

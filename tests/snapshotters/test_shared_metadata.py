@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from cargohold.core.api.snapshots import SnapshotContext
 from cargohold.core.images.layers import apply_to_snapshot
-from cargohold.core.snapshots.service import SnapshotContext, SnapshotMetadata, Snapshotter, mounted
+from cargohold.core.kernel.snapshot_mounts import mounted
+from cargohold.core.snapshots.service import Snapshotter
+from cargohold.core.state.snapshot_store import SnapshotMetadata
 from cargohold.core.testing.snapshotters import layer, remove_all
 from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter
 

@@ -1,4 +1,21 @@
-"""cargohold's runtime core: contracts, services and the hooks plugins implement."""
+"""cargohold's runtime core: the contract plugin authors code against, and the runtime.
+
+This module is the public face of the core (as pluggy's ``__init__`` is of
+pluggy): everything a third-party driver, snapshotter or plugin needs is
+importable from here, and what is not here is internal and may move.
+
+- hooks: `hookimpl`;
+- volume drivers: `VolumeDriver`, `Option`, `Capabilities`, `DriverContext`,
+  `DriverVolume`, `parse_size`;
+- snapshot drivers: `SnapshotDriver`, `SnapshotContext`, `SnapshotMount`,
+  `Kind`, `Usage`, `ApplyTarget`;
+- registration: `KnownImplementation` (a name imported on first use);
+- errors: `CargoholdError` and its kinds;
+- the runtime (imported on first use): `Runtime`, `Volume`, `VolumeService`,
+  `VolumeEvent`, `MountSpec`, `PreparedMount`.
+
+The conformance suites are in `cargohold.core.testing`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +33,15 @@ from cargohold.core.api.errors import (
     Unavailable,
 )
 from cargohold.core.api.hookspecs import PROJECT
+from cargohold.core.api.registration import KnownImplementation
+from cargohold.core.api.snapshots import (
+    ApplyTarget,
+    Kind,
+    SnapshotContext,
+    SnapshotDriver,
+    SnapshotMount,
+    Usage,
+)
 from cargohold.core.api.volume_driver import (
     Capabilities,
     DriverContext,
@@ -25,16 +51,19 @@ from cargohold.core.api.volume_driver import (
     parse_size,
 )
 
-# Runtime, Volume, VolumeEvent and VolumeService are imported on first use: a
-# plugin module that only needs `hookimpl` must not pay for the services at
-# every command's start-up. The type checker sees plain imports (and no
-# __getattr__, so a misspelt name is still an error).
+# The services are imported on first use: a plugin module that only needs
+# `hookimpl` must not pay for them at every command's start-up. The type
+# checker sees plain imports (and no __getattr__, so a misspelt name is
+# still an error).
 if TYPE_CHECKING:
+    from cargohold.core.api.container_mounts import MountSpec, PreparedMount
     from cargohold.core.api.events import VolumeEvent
     from cargohold.core.runtime import Runtime
     from cargohold.core.volumes.service import Volume, VolumeService
 else:
     _LAZY = {
+        "MountSpec": "cargohold.core.api.container_mounts",
+        "PreparedMount": "cargohold.core.api.container_mounts",
         "Runtime": "cargohold.core.runtime",
         "Volume": "cargohold.core.volumes.service",
         "VolumeEvent": "cargohold.core.api.events",
@@ -56,6 +85,7 @@ else:
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 __all__ = [
+    "ApplyTarget",
     "Capabilities",
     "CargoholdError",
     "Conflict",
@@ -63,11 +93,19 @@ __all__ = [
     "DriverVolume",
     "InUse",
     "InvalidArgument",
+    "Kind",
+    "KnownImplementation",
+    "MountSpec",
     "NotFound",
     "NotSupported",
     "Option",
+    "PreparedMount",
     "Runtime",
+    "SnapshotContext",
+    "SnapshotDriver",
+    "SnapshotMount",
     "Unavailable",
+    "Usage",
     "Volume",
     "VolumeDriver",
     "VolumeEvent",

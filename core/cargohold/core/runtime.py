@@ -18,7 +18,7 @@ from cargohold.core.volumes.service import VolumeService
 if TYPE_CHECKING:
     from cargohold.core.containers.service import ContainerService
     from cargohold.core.images.store import ImageStore
-    from cargohold.core.snapshots.service import SnapshotterRegistry
+    from cargohold.core.snapshots.registry import SnapshotterRegistry
 
 
 class Runtime:
@@ -62,7 +62,7 @@ class Runtime:
         """Copy-on-write layers; the registry opens its database on first use."""
         with self._build_lock:
             if self._snapshotters is None:
-                from cargohold.core.snapshots.service import SnapshotterRegistry
+                from cargohold.core.snapshots.registry import SnapshotterRegistry
 
                 self._snapshotters = SnapshotterRegistry(self.hook, self.state_dir)
             return self._snapshotters

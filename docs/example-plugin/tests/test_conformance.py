@@ -2,7 +2,7 @@
 
 from cargohold_memo import MemoDriver
 
-from cargohold.core.testing.volume_drivers import VolumeDriverConformance
+from cargohold.core.testing import VolumeDriverConformance
 
 
 class TestMemoDriver(VolumeDriverConformance):

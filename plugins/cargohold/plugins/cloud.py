@@ -9,38 +9,36 @@ drivers are collected.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from cargohold.core import CargoholdError, InvalidArgument, VolumeDriver, hookimpl
+from cargohold.core import CargoholdError, InvalidArgument, KnownImplementation, hookimpl
 
 if TYPE_CHECKING:
     from cargohold.drivers.cloud.base import CloudDriver
 
-#: driver name -> the module its SDK must provide
-SDK_MODULES = {
-    "s3": "boto3",
-    "azurefile": "azure.storage.fileshare",
-    "gcs": "google.cloud.storage",
+#: driver name -> (class, the module its SDK must provide, the extra that installs it)
+_DRIVERS = {
+    "s3": ("S3Driver", "boto3", "s3"),
+    "azurefile": ("AzureFileDriver", "azure.storage.fileshare", "azure"),
+    "gcs": ("GCSDriver", "google.cloud.storage", "gcs"),
 }
 
 
-def sdk_installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):  # a parent package is missing or broken
-        return False
-
-
 @hookimpl
-def cargohold_volume_drivers() -> Sequence[type[VolumeDriver]]:
-    from cargohold.drivers.cloud.drivers import ALL
-
-    return [cls for cls in ALL if sdk_installed(SDK_MODULES[cls.name])]
+def cargohold_volume_drivers() -> Sequence[KnownImplementation]:
+    return [
+        KnownImplementation(
+            name,
+            f"cargohold.drivers.cloud.drivers:{cls}",
+            install=f"pip install 'cargohold[{extra}]'",
+            requires=(sdk,),
+        )
+        for name, (cls, sdk, extra) in _DRIVERS.items()
+    ]
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from cargohold.core import hookimpl
 
 if TYPE_CHECKING:
-    from cargohold.core.snapshots.service import SnapshotDriver
+    from cargohold.core.api.snapshots import SnapshotDriver
 
 
 @hookimpl

@@ -26,14 +26,15 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from cargohold.core.api.arrays import BlockArray
     from cargohold.core.api.container_mounts import MountSpec, PreparedMount
     from cargohold.core.api.events import VolumeEvent
+    from cargohold.core.api.snapshots import SnapshotDriver
     from cargohold.core.api.volume_driver import DriverContext, VolumeDriver
 
     # container hooks: these modules import nothing from here at run time
     from cargohold.core.containers.service import Container, ContainerEvent, Rootfs
     from cargohold.core.runtime import Runtime
-    from cargohold.core.snapshots.service import SnapshotDriver
 
 PROJECT = "cargohold"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -59,7 +60,7 @@ def cargohold_volume_drivers() -> Sequence[type[VolumeDriver]]:
 def cargohold_snapshotters() -> Sequence[type[SnapshotDriver]]:
     """Return the snapshot-driver classes (copy-on-write layers) this plugin provides.
 
-    Each is a `cargohold.core.snapshots.service.SnapshotDriver` subclass with a unique
+    Each is a `cargohold.core.api.snapshots.SnapshotDriver` subclass with a unique
     ``name`` (built in: ``overlay``, ``copy``, ``btrfs``). The core builds one
     lazily as ``cls(SnapshotContext(root))``, ``root`` being
     ``<state>/snapshots/<name>``, and wraps it in a `Snapshotter` that keeps
@@ -67,6 +68,22 @@ def cargohold_snapshotters() -> Sequence[type[SnapshotDriver]]:
     ``unsupported_reason(root)`` lets the core skip it when choosing the
     default (``$CARGOHOLD_SNAPSHOTTER`` overrides). Keep this hook cheap:
     import driver modules inside it.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def cargohold_block_arrays() -> Sequence[type[BlockArray]]:
+    """Return the storage-array backends this plugin provides.
+
+    Each is a `cargohold.core.api.arrays.BlockArray` subclass with a unique
+    ``name`` (built in: ``loop``, ``btrfs``) and becomes the volume driver of
+    that name: the generic block-volume driver over it, which makes, checks,
+    mounts and grows filesystems, so the backend only provisions, snapshots,
+    clones and maps volumes. The backend is built on first use as
+    ``cls(ArrayContext(root, settings))``, ``settings`` coming from
+    ``CARGOHOLD_ARRAY_<NAME>_<KEY>`` variables. Keep this hook cheap: import
+    vendor SDKs inside the backend module.
     """
     raise NotImplementedError
 

@@ -3,7 +3,7 @@
 A layer is a tar of what changed. Deletions are whiteouts: ``dir/.wh.name``
 deletes ``dir/name`` from the layers below; ``dir/.wh..wh..opq`` hides
 everything below in ``dir`` (entries of the same layer stay). Two ways to
-apply them (`cargohold.core.snapshots.service.WhiteoutStyle`):
+apply them (`cargohold.core.api.snapshots.WhiteoutStyle`):
 
 ``merged``
     the target holds the full tree of the layers below; whiteouts delete.
@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import IO, Literal
 
 from cargohold.core.api.errors import InvalidArgument
-from cargohold.core.snapshots.service import Snapshotter, mounted
+from cargohold.core.kernel.snapshot_mounts import mounted
+from cargohold.core.snapshots.service import Snapshotter
 
 log = logging.getLogger(__name__)
 

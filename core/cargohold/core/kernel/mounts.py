@@ -7,13 +7,14 @@ the mount command, and the runtime makes many of them.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from cargohold.core.kernel.libc import libc, raise_errno
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -37,21 +38,10 @@ PROPAGATION: dict[str, int] = {
     "rslave": MS_SLAVE | MS_REC,
 }
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_char_p,
-]
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-
 
 def _check(result: int, what: str, target: Path | str) -> None:
     if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what} of {target} failed: {os.strerror(errno)}")
+        raise_errno(what, target)
 
 
 def mount(
@@ -62,7 +52,7 @@ def mount(
     data: str | None = None,
 ) -> None:
     _check(
-        _libc.mount(
+        libc.mount(
             os.fsencode(source),
             os.fsencode(target),
             fstype.encode() if fstype else None,
@@ -114,7 +104,7 @@ class _MountAttr(ctypes.Structure):
 def _readonly_recursive(target: str | Path) -> bool:
     """Make ``target`` and every mount below it read-only; False if the kernel cannot."""
     attr = _MountAttr(attr_set=_MOUNT_ATTR_RDONLY)
-    result = _libc.syscall(
+    result = libc.syscall(
         ctypes.c_long(_SYS_MOUNT_SETATTR),
         ctypes.c_int(_AT_FDCWD),
         os.fsencode(target),
@@ -131,7 +121,7 @@ def _readonly_recursive(target: str | Path) -> bool:
 
 
 def umount(target: str | Path, *, detach: bool = False) -> None:
-    _check(_libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0), "unmount", target)
+    _check(libc.umount2(os.fsencode(target), MNT_DETACH if detach else 0), "unmount", target)
 
 
 def is_mountpoint(path: str | Path) -> bool:

@@ -1,2 +1,42 @@
-"""Suites for implementers: the volume-driver, snapshotter and block-array conformance
-suites, and the benchmark workloads, shipped beside the contracts they check."""
+"""Suites for implementers, shipped beside the contracts they check.
+
+Plugin authors import them from here::
+
+    from cargohold.core.testing import VolumeDriverConformance
+
+    class TestMyDriver(VolumeDriverConformance):
+        driver_class = MyDriver
+
+``VolumeDriverConformance``
+    the volume-driver contract (also run by ``cargohold driver check``).
+``SnapshotterConformance``
+    the snapshot-driver contract.
+
+They need pytest (``pip install 'cargohold[testing]'``). The benchmark
+workloads of ``cargohold bench`` live in ``testing.bench``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+# Imported on first use, so that one suite does not load the others' machinery.
+if TYPE_CHECKING:
+    from cargohold.core.testing.snapshotters import SnapshotterConformance
+    from cargohold.core.testing.volume_drivers import VolumeDriverConformance
+else:
+    _LAZY = {
+        "VolumeDriverConformance": "cargohold.core.testing.volume_drivers",
+        "SnapshotterConformance": "cargohold.core.testing.snapshotters",
+    }
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["SnapshotterConformance", "VolumeDriverConformance"]

@@ -40,17 +40,12 @@ except ImportError as err:  # pragma: no cover - depends on the installation
     ) from err
 
 from cargohold.core.api.errors import Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.api.snapshots import Kind, SnapshotContext, SnapshotDriver
 from cargohold.core.images.layers import apply_to_snapshot
 from cargohold.core.kernel import mounts as kmounts
-from cargohold.core.snapshots.service import (
-    Kind,
-    SnapshotContext,
-    SnapshotDriver,
-    SnapshotMetadata,
-    Snapshotter,
-    mounted,
-    unmount_all,
-)
+from cargohold.core.kernel.snapshot_mounts import mounted, unmount_all
+from cargohold.core.snapshots.service import Snapshotter
+from cargohold.core.state.snapshot_store import SnapshotMetadata
 
 __all__ = ["SnapshotterConformance", "layer", "remove_all", "tree"]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from cargohold.core.snapshots.service import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
+from cargohold.core.api.snapshots import ApplyTarget, Kind, SnapshotDriver, SnapshotMount, Usage
 
 
 class FullTreeSnapshotter(SnapshotDriver):
@@ -25,11 +24,11 @@ class FullTreeSnapshotter(SnapshotDriver):
     def _fs(self, sid: str) -> Path:
         return self.root / sid / "fs"
 
-    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
+    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[SnapshotMount]:
         if kind is Kind.VIEW:
             source = self._fs(parents[0]) if parents else self._fs(sid)
-            return [Mount("bind", str(source), ("rbind", "ro"))]
-        return [Mount("bind", str(self._fs(sid)), ("rbind", "rw"))]
+            return [SnapshotMount("bind", str(source), ("rbind", "ro"))]
+        return [SnapshotMount("bind", str(self._fs(sid)), ("rbind", "rw"))]
 
     def remove(self, sid: str) -> None:
         remove_tree(self.root / sid)
@@ -66,22 +65,6 @@ def nearest_existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-class _StatFs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 256)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def filesystem_type(path: Path) -> int:
-    """statfs(2)'s ``f_type`` (a magic number) for the filesystem holding ``path``."""
-    buf = _StatFs()
-    if _libc.statfs(os.fsencode(nearest_existing(path)), ctypes.byref(buf)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(path))
-    return int(buf.f_type) & 0xFFFFFFFF
 
 
 def remove_tree(path: Path) -> None:

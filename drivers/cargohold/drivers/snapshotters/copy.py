@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cargohold.core.api.errors import CargoholdError
-from cargohold.core.snapshots.service import Kind
+from cargohold.core.api.snapshots import Kind
 from cargohold.drivers.snapshotters.common import FullTreeSnapshotter
 
 FICLONE = 0x40049409

@@ -6,7 +6,7 @@ mkdirs, not three). An active snapshot on parents mounts as an
 overlay: the parents are the lower layers, its own directory the upper. Layers are
 written with overlay's native whiteouts so they stack without conversion.
 Deep images, whose layer list overflows one page of mount options, are
-mounted layer by layer (see `cargohold.core.snapshots.service.Mount.mount`).
+mounted layer by layer (see `cargohold.core.api.snapshots.SnapshotMount.mount`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cargohold.core.api.snapshots import ApplyTarget, Kind, SnapshotDriver, SnapshotMount, Usage
 from cargohold.core.kernel import mounts as kmounts
-from cargohold.core.snapshots.service import ApplyTarget, Kind, Mount, SnapshotDriver, Usage
 from cargohold.drivers.snapshotters.common import disk_usage, nearest_existing, remove_tree
 
 _probed: dict[int, str | None] = {}
@@ -51,21 +51,21 @@ class OverlaySnapshotter(SnapshotDriver):
         if kind is Kind.ACTIVE and parents:
             os.mkdir(f"{base}/{sid}.work", 0o700)
 
-    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[Mount]:
+    def mounts(self, sid: str, parents: Sequence[str], kind: Kind) -> list[SnapshotMount]:
         # plain string joins: for deep images this runs per container start
         base = os.fspath(self.root)
         if kind is Kind.VIEW:
             if not parents:
-                return [Mount("bind", f"{base}/{sid}", ("rbind", "ro"))]
+                return [SnapshotMount("bind", f"{base}/{sid}", ("rbind", "ro"))]
             if len(parents) == 1:
-                return [Mount("bind", f"{base}/{parents[0]}", ("rbind", "ro"))]
+                return [SnapshotMount("bind", f"{base}/{parents[0]}", ("rbind", "ro"))]
             lower = ":".join([f"{base}/{p}" for p in parents])
-            return [Mount("overlay", "overlay", ("ro", f"lowerdir={lower}"))]
+            return [SnapshotMount("overlay", "overlay", ("ro", f"lowerdir={lower}"))]
         if not parents:
-            return [Mount("bind", f"{base}/{sid}", ("rbind", "rw"))]
+            return [SnapshotMount("bind", f"{base}/{sid}", ("rbind", "rw"))]
         lower = ":".join([f"{base}/{p}" for p in parents])
         options = (f"lowerdir={lower}", f"upperdir={base}/{sid}", f"workdir={base}/{sid}.work")
-        return [Mount("overlay", "overlay", options)]
+        return [SnapshotMount("overlay", "overlay", options)]
 
     def commit(self, sid: str, parents: Sequence[str]) -> None:
         # A committed layer is only ever a lower layer: the scratch space can go.
@@ -121,7 +121,7 @@ def _remembered_probe(root: Path, base: Path, device: int) -> str | None:
 
 
 def _probe(base: Path) -> str | None:
-    """Mount a two-layer overlay with its upper dir on ``base``'s filesystem."""
+    """SnapshotMount a two-layer overlay with its upper dir on ``base``'s filesystem."""
     try:
         with tempfile.TemporaryDirectory(prefix=".overlay-probe-", dir=base) as tmp:
             dirs = {n: Path(tmp, n) for n in ("lower", "upper", "work", "merged")}

@@ -20,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 SERVED = "served:"
 SNAPSHOTTER = "snapshotter:"
 NOOP_PLUGIN = "chbench-noop"
+SOCKET_DIR_MAX = 70  # leaves room for "/chbench-<driver>.sock"
 
 
 def peer_defaults(plugin: str, workdir: Path) -> dict[str, str]:
@@ -129,6 +132,10 @@ class ServedChild:
 
     def __init__(self, workdir: Path, drivers: list[str]) -> None:
         self.sockets = workdir / "sockets"
+        self._short: Path | None = None
+        if len(str(self.sockets)) > SOCKET_DIR_MAX:
+            # a unix socket's path has at most 107 bytes
+            self._short = self.sockets = Path(tempfile.mkdtemp(prefix="chb-", dir="/tmp"))
         self.drivers = drivers
         self.process: subprocess.Popen[str] | None = None
 
@@ -155,16 +162,17 @@ class ServedChild:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        assert process.stdin is not None
-        with contextlib.suppress(OSError):
-            process.stdin.close()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            assert process.stdin is not None
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._short is not None:
+            shutil.rmtree(self._short, ignore_errors=True)
 
 
 def served_plugin_name(driver: str) -> str:

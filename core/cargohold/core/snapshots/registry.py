@@ -1,0 +1,120 @@
+"""Snapshotters by name: the drivers plugins register, and the default for this host."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cargohold.core.api.errors import NotFound, NotSupported
+from cargohold.core.api.snapshots import (
+    SnapshotContext,
+    SnapshotDriver,
+)
+from cargohold.core.plugin.registry import Registry
+from cargohold.core.snapshots.service import Snapshotter
+from cargohold.core.state.snapshot_store import SnapshotMetadata
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the snapshotter to use instead of probing.
+SNAPSHOTTER_ENV = "CARGOHOLD_SNAPSHOTTER"
+
+
+class SnapshotterRegistry:
+    """Snapshot drivers collected from ``cargohold_snapshotters``, built on first use.
+
+    Data lives under ``<state>/snapshots/<name>/``; metadata in
+    ``<state>/snapshots.db``.
+    """
+
+    def __init__(self, hook: Any, state_dir: Path) -> None:
+        self._hook = hook
+        self.state_dir = state_dir
+        self.root = state_dir / "snapshots"
+        self._registry: Registry[SnapshotDriver] = Registry(
+            hook.cargohold_snapshotters, SnapshotDriver, "snapshotter"
+        )
+        self._instances: dict[str, Snapshotter] = {}
+        self._meta: SnapshotMetadata | None = None
+        self._lock = threading.Lock()
+
+    def classes(self) -> dict[str, type[SnapshotDriver]]:
+        return self._registry.classes()
+
+    def names(self) -> list[str]:
+        return self._registry.names()
+
+    def metadata(self) -> SnapshotMetadata:
+        if self._meta is None:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._meta = SnapshotMetadata(self.state_dir / "snapshots.db")
+        return self._meta
+
+    def get(self, name: str) -> Snapshotter:
+        """The snapshotter named ``name``; `NotFound` or `NotSupported` says why not."""
+        with self._lock:
+            snap = self._instances.get(name)
+            if snap is None:
+                cls = self._registry.find(name)
+                if cls is None:
+                    raise NotFound(
+                        f"no snapshotter named {name!r}; installed: {', '.join(self.names())}"
+                    )
+                root = self.root / name
+                reason = cls.unsupported_reason(root)
+                if reason:
+                    raise NotSupported(f"snapshotter {name!r} cannot run here: {reason}")
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                snap = Snapshotter(cls(SnapshotContext(root)), self.metadata())
+                self._instances[name] = snap
+            return snap
+
+    def default_name(self) -> str:
+        return default_snapshotter(self.state_dir, self.classes())
+
+    def default(self) -> Snapshotter:
+        """The snapshotter ``$CARGOHOLD_SNAPSHOTTER`` names, else the best for this host."""
+        return self.get(self.default_name())
+
+    def close(self) -> None:
+        with self._lock:
+            for snap in self._instances.values():
+                snap.close()
+            self._instances.clear()
+            if self._meta is not None:
+                self._meta.close()
+                self._meta = None
+
+
+#: Tried in this order when probing, as Docker does: a filesystem's own
+#: snapshots first, then overlay, then the copy that works anywhere.
+PREFERENCE = ("btrfs", "overlay", "copy")
+
+
+def default_snapshotter(
+    state_dir: Path, classes: Mapping[str, type[SnapshotDriver]] | None = None
+) -> str:
+    """The snapshotter to use for ``state_dir`` on this host.
+
+    ``$CARGOHOLD_SNAPSHOTTER`` wins; otherwise the first of `PREFERENCE`
+    whose driver can run (``unsupported_reason`` is None), then any other.
+    """
+    if chosen := os.environ.get(SNAPSHOTTER_ENV):
+        return chosen
+    if classes is None:
+        from cargohold.core.plugin.manager import build_plugin_manager
+
+        hook = build_plugin_manager().hook
+        classes = {cls.name: cls for provided in hook.cargohold_snapshotters() for cls in provided}
+    order = [n for n in PREFERENCE if n in classes] + sorted(set(classes) - set(PREFERENCE))
+    reasons: list[str] = []
+    for name in order:
+        reason = classes[name].unsupported_reason(state_dir / "snapshots" / name)
+        if reason is None:
+            return name
+        reasons.append(f"{name}: {reason}")
+    raise NotSupported("no snapshotter can run here: " + "; ".join(reasons))
