@@ -342,7 +342,8 @@ def test_status_shows_volumes_mounts_and_last_errors(served: Served) -> None:
     client = served.client
     client.call("VolumeDriver.Create", {"Name": "seen"})
     client.call("VolumeDriver.Mount", {"Name": "seen", "ID": ID_A})
-    client.fails("VolumeDriver.Get", {"Name": "missing"})
+    client.fails("VolumeDriver.Get", {"Name": "missing"})  # as the engine asks before Create
+    client.fails("VolumeDriver.Create", {"Name": "../bad"})
     report = client.status()
     assert report["plugin"] == served.server.name
     assert report["driver"] == "local"
@@ -352,8 +353,11 @@ def test_status_shows_volumes_mounts_and_last_errors(served: Served) -> None:
     assert report["active_mounts"] == [
         {"volume": "seen", "id": ID_A, "count": 1, "mountpoint": report["volumes"][0]["mountpoint"]}
     ]
-    assert report["last_errors"][-1]["volume"] == "missing"
-    assert "no such volume" in report["last_errors"][-1]["error"]
+    # "no such volume" is routine, counted apart; the invalid name is an error
+    assert report["no_such_volume"] == {"VolumeDriver.Get": 1}
+    assert report["error_count"] == 1
+    assert [e["volume"] for e in report["last_errors"]] == ["../bad"]
+    assert "invalid volume name" in report["last_errors"][-1]["error"]
     assert report["requests"]["VolumeDriver.Mount"] == 1
 
     cli = subprocess.run(
@@ -363,7 +367,9 @@ def test_status_shows_volumes_mounts_and_last_errors(served: Served) -> None:
         timeout=30,
     )
     assert cli.returncode == 0, cli.stderr
-    assert "seen" in cli.stdout and ID_A in cli.stdout and "no such volume: missing" in cli.stdout
+    assert "seen" in cli.stdout and ID_A in cli.stdout
+    assert "errors: 1; no such volume: 1 (the engine asks Get before each Create" in cli.stdout
+    assert "no such volume: missing" not in cli.stdout
     # by name, found where the engine would look
     as_json = subprocess.run(
         [CARGOHOLD, "plugin", "status", served.server.name, "--format", "json"],
@@ -374,6 +380,25 @@ def test_status_shows_volumes_mounts_and_last_errors(served: Served) -> None:
     )
     assert json.loads(as_json.stdout)["active_mounts"][0]["id"] == ID_A
     client.call("VolumeDriver.Unmount", {"Name": "seen", "ID": ID_A})
+
+
+def test_status_escapes_and_cuts_untrusted_names(served: Served) -> None:
+    # any client of the plugin chooses the names that reach the status table
+    hostile = "evil\x00\x1b[2J" + "x" * 300
+    served.client.fails("VolumeDriver.Create", {"Name": hostile})
+    served.client.fails("VolumeDriver.Mount", {"Name": "ok-name", "ID": "\x07" * 10})
+    cli = subprocess.run(
+        [CARGOHOLD, "plugin", "status", str(served.server.socket_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "\x00" not in cli.stdout and "\x1b" not in cli.stdout and "\x07" not in cli.stdout
+    assert "evil\\x00\\x1b[2Jxxx" in cli.stdout  # shown escaped
+    widest = max(len(line) for line in cli.stdout.splitlines())
+    assert widest < 420, f"a {widest}-character line"  # not padded to the 300-character name
+    assert "   evil\\x00\\x1b[2J" + "x" * 46 + "...   " in cli.stdout  # cut to 64 characters
 
 
 def test_status_of_a_plugin_that_is_not_running_says_so(short_dir: Path) -> None:

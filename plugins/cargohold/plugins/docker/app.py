@@ -155,8 +155,13 @@ def create_app(volumes: VolumeService, driver: str, health: Health) -> Flask:
         body = g.get("body") or {}
         name = body.get("Name")
         volume = name[:255] if isinstance(name, str) else None
-        log.warning("%s %s: %s", _method(), volume or "-", message)
-        health.failed(_method(), volume, message, status)
+        # a 404 from a protocol endpoint is a volume not found; from routing, a bad path
+        missing = status == 404 and request.url_rule is not None
+        if missing:
+            log.info("%s %s: %s", _method(), volume or "-", message)
+        else:
+            log.warning("%s %s: %s", _method(), volume or "-", message)
+        health.failed(_method(), volume, message, status, missing=missing)
 
     install_error_handlers(
         app,

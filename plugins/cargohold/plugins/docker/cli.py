@@ -176,26 +176,33 @@ def _tls_files(
 @click.argument("target", metavar="NAME|SOCKET")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def status_command(target: str, fmt: str) -> None:
-    """Ask a running cargohold plugin server how it is: volumes, mounts, last errors."""
+    """Show a running cargohold plugin server's volumes, mounts and last errors."""
     from cargohold.plugins.docker.health import fetch_status
 
     report = fetch_status(target)
     if fmt == "json":
         emit_json(report)
         return
-    served = ", ".join(f"{s['plugin']} ({s['driver']})" for s in report["served"])
+    # Everything below came over a socket, and names and paths in it from any
+    # client of the plugin: escape what a terminal would act on, and cut the long.
+    served = ", ".join(f"{_cell(s['plugin'])} ({_cell(s['driver'])})" for s in report["served"])
     click.echo(
-        f"plugin {report['plugin']}: driver {report['driver']}, pid {report['pid']}, "
-        f"at {report['address']}, up {report['uptime_seconds']:.0f} s"
+        f"plugin {_cell(report['plugin'])}: driver {_cell(report['driver'])}, "
+        f"pid {_cell(report['pid'])}, at {_cell(report['address'], 200)}, "
+        f"up {float(report['uptime_seconds']):.0f} s"
     )
     click.echo(f"this process serves: {served}")
-    calls = ", ".join(f"{m} {n}" for m, n in sorted(report["requests"].items())) or "none"
-    click.echo(f"requests: {calls}; errors: {report['error_count']}")
+    calls = ", ".join(f"{_cell(m)} {n}" for m, n in sorted(report["requests"].items())) or "none"
+    missing = sum(int(n) for n in (report.get("no_such_volume") or {}).values())
+    click.echo(
+        f"requests: {calls}; errors: {report['error_count']}; no such volume: {missing} "
+        "(the engine asks Get before each Create, so these are routine)"
+    )
     click.echo()
     volumes = report["volumes"]
     if volumes:
         table(
-            [[v["name"], str(v["ref_count"]), v["mountpoint"]] for v in volumes],
+            [[_cell(v["name"]), str(v["ref_count"]), _cell(v["mountpoint"], 200)] for v in volumes],
             ["VOLUME", "REFS", "MOUNTPOINT"],
         )
     else:
@@ -204,7 +211,7 @@ def status_command(target: str, fmt: str) -> None:
     if mounts:
         click.echo()
         table(
-            [[m["volume"], m["id"], str(m["count"])] for m in mounts],
+            [[_cell(m["volume"]), _cell(m["id"]), str(m["count"])] for m in mounts],
             ["MOUNTED VOLUME", "MOUNT ID", "COUNT"],
         )
         # an engine that crashed never unmounts what its lost containers mounted
@@ -216,8 +223,25 @@ def status_command(target: str, fmt: str) -> None:
         click.echo()
         table(
             [
-                [e["time"], e["method"], e["volume"] or "-", e["error"]]
+                [
+                    _cell(e["time"]),
+                    _cell(e["method"]),
+                    _cell(e["volume"] or "-"),
+                    _cell(e["error"], ERROR_WIDTH),
+                ]
                 for e in report["last_errors"]
             ],
             ["TIME", "CALL", "VOLUME", "ERROR"],
         )
+
+
+#: Widest cell of a name, call or mount id (a 64-hex mount id fits whole).
+CELL_WIDTH = 64
+ERROR_WIDTH = 300
+
+
+def _cell(value: object, limit: int = CELL_WIDTH) -> str:
+    """``value`` for one table cell: control and other unprintable characters
+    escaped as Python writes them (a NUL as \\x00), and cut to ``limit``."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -64,7 +64,7 @@ TIMEOUT_ENV = "CARGOHOLD_PLUGIN_TIMEOUT"
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
-class PluginError(CargoholdError):
+class RemotePluginError(CargoholdError):
     """A plugin answered with an error that names no better-known kind."""
 
 
@@ -214,13 +214,13 @@ class PluginClient:
         except http.client.RemoteDisconnected:
             raise
         except http.client.HTTPException as err:
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.name}: {method} answered with malformed HTTP ({err!r})"
             ) from None
         data = response.read(MAX_ANSWER_BYTES + 1)
         if len(data) > MAX_ANSWER_BYTES:
             conn.close()
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.name}: {method} answered more than {MAX_ANSWER_BYTES} bytes"
             )
         if response.will_close:
@@ -326,7 +326,7 @@ class PluginClient:
             message = err if isinstance(err, str) and err else answer.text()
             raise self.error(method, volume, message or f"HTTP {answer.status}", answer.status)
         if not isinstance(decoded, dict):
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.name}: {method} answered something that is not a JSON object: "
                 f"{answer.text(200)!r}"
             )
@@ -346,7 +346,7 @@ class PluginClient:
         answer = self.call("Plugin.Activate", None)
         implements = answer.get("Implements")
         if not isinstance(implements, list):
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.name}: Plugin.Activate answered without an Implements list: "
                 f"{answer!r}"
             )
@@ -387,7 +387,7 @@ def error_class(message: str, status: int = 500) -> type[CargoholdError]:
         return InvalidArgument
     if status == 404:
         return NotSupported
-    return PluginError
+    return RemotePluginError
 
 
 def _reason(err: OSError) -> str:
@@ -488,7 +488,7 @@ class DockerPluginDriver(VolumeDriver):
         answer = self.client.call("VolumeDriver.List", {})
         volumes = answer.get("Volumes") or []
         if not isinstance(volumes, list):
-            raise PluginError(f"plugin {self.client.name}: List answered Volumes={volumes!r}")
+            raise RemotePluginError(f"plugin {self.client.name}: List answered Volumes={volumes!r}")
         return [self._volume(v, "VolumeDriver.List") for v in volumes]
 
     def close(self) -> None:
@@ -496,7 +496,7 @@ class DockerPluginDriver(VolumeDriver):
 
     def _volume(self, data: object, method: str) -> DriverVolume:
         if not isinstance(data, dict) or not isinstance(data.get("Name"), str):
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.client.name}: {method} answered a volume without a Name: {data!r}"
             )
         mountpoint = data.get("Mountpoint")
@@ -510,7 +510,7 @@ class DockerPluginDriver(VolumeDriver):
     def _mountpoint(self, answer: Mapping[str, Any], method: str, name: str) -> Path:
         mountpoint = answer.get("Mountpoint")
         if not isinstance(mountpoint, str) or not mountpoint.startswith("/"):
-            raise PluginError(
+            raise RemotePluginError(
                 f"plugin {self.client.name}: {method} {name} answered no absolute Mountpoint "
                 f"({mountpoint!r})"
             )
@@ -605,7 +605,7 @@ __all__ = [
     "Answer",
     "DockerPluginDriver",
     "PluginClient",
-    "PluginError",
+    "RemotePluginError",
     "connect",
     "error_class",
 ]

@@ -10,11 +10,11 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import CargoholdError, NotFound, Unavailable
 from cargohold.core.volumes.names import validate_driver_name
 from cargohold.core.volumes.service import VolumeService
@@ -22,10 +22,6 @@ from cargohold.core.volumes.service import VolumeService
 STATUS_PATH = "/cargohold/status"
 #: How many recent failures the status keeps.
 KEPT_ERRORS = 20
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Health:
@@ -37,20 +33,29 @@ class Health:
         self.address = address
         #: every plugin this process serves, as (plugin, driver)
         self.siblings: list[tuple[str, str]] = [(plugin, driver)]
-        self.started_at = _now()
+        self.started_at = utc_now("milliseconds")
         self._started = time.monotonic()
         self._lock = threading.Lock()
         self._requests: Counter[str] = Counter()
         self._errors: deque[dict[str, Any]] = deque(maxlen=KEPT_ERRORS)
         self._error_total = 0
+        self._missing: Counter[str] = Counter()
 
     def count(self, method: str) -> None:
         with self._lock:
             self._requests[method] += 1
 
-    def failed(self, method: str, volume: str | None, message: str, status: int) -> None:
+    def failed(
+        self, method: str, volume: str | None, message: str, status: int, *, missing: bool = False
+    ) -> None:
+        """Record a failed call; ``missing`` ones (no such volume) are only counted:
+        the engine asks Get before every Create, so they are routine, not errors."""
+        if missing:
+            with self._lock:
+                self._missing[method] += 1
+            return
         entry = {
-            "time": _now(),
+            "time": utc_now("milliseconds"),
             "method": method,
             "volume": volume,
             "status": status,
@@ -67,6 +72,7 @@ class Health:
             requests = dict(self._requests)
             errors = list(self._errors)
             error_total = self._error_total
+            missing = dict(self._missing)
         return {
             "plugin": self.plugin,
             "driver": self.driver,
@@ -92,6 +98,8 @@ class Health:
             "requests": requests,
             "error_count": error_total,
             "last_errors": errors,
+            # answers "no such volume", by call: apart from errors (see `failed`)
+            "no_such_volume": missing,
         }
 
 
