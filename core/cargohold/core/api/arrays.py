@@ -39,7 +39,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol, runtime_checkable
 
 from cargohold.core.api.errors import NotSupported
 
@@ -69,10 +69,10 @@ class ArrayCapabilities:
 
 @dataclass(frozen=True)
 class ArrayVolume:
-    """One volume as the array reports it."""
+    """One volume as the array reports it (``size`` None: no limit)."""
 
     name: str
-    size: int
+    size: int | None
     thin: bool = True
     #: where it came from: ``VOLUME`` or ``VOLUME@SNAPSHOT``, if the array knows
     source: str | None = None
@@ -83,7 +83,7 @@ class ArrayVolume:
 class ArraySnapshot:
     volume: str
     name: str
-    size: int
+    size: int | None
     created_at: str = ""  # RFC 3339, if the array keeps it
 
 
@@ -119,6 +119,21 @@ def settings_from_environment(
     return {k[len(prefix) :].lower(): v for k, v in source.items() if k.startswith(prefix)}
 
 
+@runtime_checkable
+class VolumeSnapshots(Protocol):
+    """A volume driver whose volumes keep named snapshots (the block-volume driver).
+
+    The volume service's ``snapshot``, ``snapshots`` and ``remove_snapshot``
+    call these under the volume's lock, for ``cargohold volume snapshot``.
+    """
+
+    def snapshot(self, name: str, snapshot: str) -> None: ...
+
+    def snapshots(self, name: str) -> list[ArraySnapshot]: ...
+
+    def remove_snapshot(self, name: str, snapshot: str) -> None: ...
+
+
 class BlockArray(abc.ABC):
     """Base class of every array backend.
 
@@ -136,8 +151,9 @@ class BlockArray(abc.ABC):
     presents: ClassVar[Presents] = "block"
     #: the smallest volume the array makes (a filesystem needs room too)
     min_size: ClassVar[int] = 16 * 1024**2
-    #: the size of a volume made without ``size``
-    default_size: ClassVar[int] = 1024**3
+    #: the size of a volume made without ``size``; None: unlimited (an array that
+    #: presents a filesystem and needs no size, such as a subvolume without quota)
+    default_size: ClassVar[int | None] = 1024**3
 
     def __init__(self, context: ArrayContext) -> None:
         self.context = context
@@ -155,8 +171,11 @@ class BlockArray(abc.ABC):
     # -- volumes ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def provision(self, name: str, size: int, *, thin: bool = True) -> ArrayVolume:
-        """Make a new empty volume of ``size`` bytes; `Conflict` if ``name`` exists."""
+    def provision(self, name: str, size: int | None, *, thin: bool = True) -> ArrayVolume:
+        """Make a new empty volume of ``size`` bytes; `Conflict` if ``name`` exists.
+
+        ``size`` is None only where `default_size` is None: no limit.
+        """
 
     @abc.abstractmethod
     def delete(self, name: str) -> None:
@@ -222,6 +241,14 @@ class BlockArray(abc.ABC):
         """Make volume ``name`` from volume ``source`` or, with ``snapshot``, from that
         snapshot of it. The clone is independent: writing one never changes the other."""
         raise NotSupported(f"array {self.name!r} cannot clone volumes")
+
+    def mounted(self, name: str) -> None:  # noqa: B027 - optional
+        """The attached volume is now mounted, and the mount holds it.
+
+        A backend whose mapping lives only while someone holds it open (a loop
+        device with autoclear) lets go of its own hold here, so the mapping
+        ends with the mount even if this process dies first.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional, most backends hold nothing
         """Release connections; the runtime is shutting down."""

@@ -190,3 +190,13 @@ def referenced(path: Path) -> int | None:
         return int(entry.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def limit_of(path: Path) -> int | None:
+    """The referenced-bytes limit of the subvolume ``path``; None if it has none."""
+    entry = _qgroups_dir(path) / f"0_{subvolume_id(path)}" / "max_referenced"
+    try:
+        value = int(entry.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return None if value in (0, NO_LIMIT) else value

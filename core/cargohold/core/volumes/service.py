@@ -12,16 +12,18 @@ import contextlib
 import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cargohold.core.api.arrays import ArraySnapshot, VolumeSnapshots
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
     InUse,
     InvalidArgument,
     NotFound,
+    NotSupported,
     Unavailable,
 )
 from cargohold.core.api.events import VolumeAction, VolumeEvent
@@ -121,18 +123,67 @@ class VolumeService:
                 return self._view(existing, drv)
             self.hook.cargohold_validate_volume(name=name, driver=driver, opts=typed)
             resolved, values = self._resolve(drv, typed)
-            with secret_refs.redacting(values):
+            with self._source_locked(name, driver, drv, typed), secret_refs.redacting(values):
                 drv.create(name, resolved)
             record = VolumeRecord(
                 name=name,
                 driver=driver,
                 options=raw_opts,
                 labels=labels,
-                created_at=_now(),
+                created_at=utc_now(),
             )
             self.store.add(record)
         self._emit("create", record)
         return self._view(record, drv)
+
+    @contextlib.contextmanager
+    def _source_locked(
+        self, name: str, driver: str, drv: VolumeDriver, typed: Mapping[str, Any]
+    ) -> Iterator[None]:
+        """Hold the lock of the volume a clone or restore is made from (``from=VOL``,
+        ``snapshot=VOL@SNAP``), which must be a volume of the same driver."""
+        if not isinstance(drv, VolumeSnapshots):
+            yield
+            return
+        origin = typed.get("from") or str(typed.get("snapshot") or "").partition("@")[0]
+        if not origin:
+            yield
+            return
+        source = self.store.get(validate_volume_name(str(origin)))
+        if source is None or source.driver != driver or origin == name:
+            raise InvalidArgument(
+                f"volume {name}: no {driver} volume {origin} to make it from "
+                f"(see: cargohold volume ls --filter driver={driver})"
+            )
+        with self._locked(source.name):
+            yield
+
+    # -- snapshots (drivers that keep them: VolumeSnapshots) -----------------
+
+    def snapshot(self, name: str, snapshot: str) -> None:
+        """Take snapshot ``snapshot`` of volume ``name`` (mounted or not)."""
+        with self._snapshots_of(name) as drv:
+            drv.snapshot(name, snapshot)
+
+    def snapshots(self, name: str) -> builtins.list[ArraySnapshot]:
+        with self._snapshots_of(name) as drv:
+            return drv.snapshots(name)
+
+    def remove_snapshot(self, name: str, snapshot: str) -> None:
+        with self._snapshots_of(name) as drv:
+            drv.remove_snapshot(name, snapshot)
+
+    @contextlib.contextmanager
+    def _snapshots_of(self, name: str) -> Iterator[VolumeSnapshots]:
+        with self._locked(validate_volume_name(name)):
+            record = self._record(name)
+            drv = self.drivers.get(record.driver)
+            if not isinstance(drv, VolumeSnapshots) or not drv.capabilities.snapshot:
+                raise NotSupported(
+                    f"volume {name}: driver {record.driver} keeps no snapshots; "
+                    "the array drivers (loop, btrfs) do"
+                )
+            yield drv
 
     # -- read ----------------------------------------------------------------
 
@@ -470,8 +521,3 @@ def _string_map(values: Mapping[str, str] | None, kind: str) -> dict[str, str]:
 def _check_mount_id(mount_id: str) -> None:
     if not isinstance(mount_id, str) or not mount_id or len(mount_id) > 256:
         raise InvalidArgument("mount id must be a non-empty string of at most 256 characters")
-
-
-def _now() -> str:
-    """RFC 3339 with a zone: the Docker engine drops volumes whose CreatedAt lacks one."""
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

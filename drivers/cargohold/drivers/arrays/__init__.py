@@ -1,0 +1,1 @@
+"""Storage arrays: the generic block-volume driver and the ``loop`` and ``btrfs`` arrays."""
