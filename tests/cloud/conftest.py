@@ -219,15 +219,15 @@ def azure_server() -> Iterator[Any]:
         server.stop()
 
 
-def s3_client(endpoint: str) -> Any:
+def s3_client(endpoint: str, key: str = S3_KEY, secret: str = S3_SECRET) -> Any:
     import boto3
     from botocore.config import Config
 
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}),
     )

@@ -114,6 +114,8 @@ class _Dropped(Exception):
 
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    # headers and body leave as separate writes: Nagle would hold the body for the ACK
+    disable_nagle_algorithm = True
 
     def handle(self) -> None:
         proxy = self.server.proxy

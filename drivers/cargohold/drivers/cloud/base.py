@@ -249,7 +249,6 @@ class CloudDriver(VolumeDriver):
         if opts.get("readonly"):
             return FlushReport()
         self._stop_ticker(name)
-        self.workers.wait(name)
         engine = self.engine(name, opts)
         try:
             with self._errors(name, engine.backend, "sync"):
@@ -265,7 +264,11 @@ class CloudDriver(VolumeDriver):
                             progress(ops, max(total_ops, ops), size, max(total_bytes, size))
 
                     report(0, 0)
-                    result = engine.flush(report)
+                    try:
+                        result = engine.flush(report)
+                    except Exception as err:
+                        engine.fail(err)  # for Status; the journal keeps what is left
+                        raise
                     result.conflicts = engine.conflicts.unreported()
                     engine.conflicts.mark_reported()
                     return result
@@ -352,8 +355,11 @@ class CloudDriver(VolumeDriver):
 
     @contextlib.contextmanager
     def _waiting(self, name: str, engine: SyncEngine) -> Any:
-        """The flush lock, waiting a bounded time for a write-back in progress."""
-        self.workers.wait(name, WAIT_SECONDS)
+        """The flush lock, waiting a bounded time for a write-back in progress.
+
+        A background worker holds the lock only while it transfers, not while it
+        backs off after a failure, so this does not wait out a server outage.
+        """
         try:
             with engine.locked(WAIT_SECONDS):
                 yield
