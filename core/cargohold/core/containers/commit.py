@@ -39,7 +39,10 @@ def commit(
     message: str = "",
     author: str = "",
     changes: Sequence[str] = (),
+    pause: bool = True,
 ) -> Image:
+    """``pause``: stop a running container's processes while its files are read
+    (Docker's default, for a consistent layer); False reads them as they run."""
     rootfs = container.rootfs
     if rootfs.snapshotter is None or rootfs.key is None:
         raise InvalidArgument(
@@ -68,7 +71,7 @@ def commit(
         exclude: list[str] = []
         with contextlib.ExitStack() as reading:  # paused or mounted only while we read
             if container.state.running:
-                upper = reading.enter_context(paused(container))
+                upper = reading.enter_context(paused(container, stop=pause))
                 exclude = ["proc", "sys", "dev", *PLACEHOLDERS]
                 exclude += [m.target.strip("/") for m in container.mounts if m.target]
             else:
@@ -92,15 +95,18 @@ def commit(
 
 
 @contextlib.contextmanager
-def paused(container: Container) -> Iterator[Path]:
-    """Stop every process of a running container; yield its root as the host sees it."""
+def paused(container: Container, *, stop: bool = True) -> Iterator[Path]:
+    """Stop every process of a running container (unless not ``stop``); yield its
+    root as the host sees it."""
     st = container.state
     if not procfs.alive(st.pid, st.pid_start):
         raise Conflict(f"container {container.name} is not running any more")
     namespace = procfs.pid_namespace(st.pid)
     stopped: list[int] = []
     try:
-        for _ in range(3):  # again: a process may have forked while we stopped the others
+        for _ in range(
+            3 if stop else 0
+        ):  # again: a process may have forked while we stopped the others
             for pid in procfs.pids_in(namespace):
                 if pid not in stopped:
                     with contextlib.suppress(ProcessLookupError):

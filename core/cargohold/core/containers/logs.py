@@ -118,7 +118,7 @@ def read(
                 follow = None  # read what is left, then stop
                 continue
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
 
 
 def size(path: Path) -> int:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.container_mounts import MountSpec
 from cargohold.core.api.errors import CargoholdError
 from cargohold.core.api.snapshots import SnapshotMount
@@ -25,8 +26,7 @@ EXIT_SUPERVISOR_LOST = 255
 
 
 def now() -> str:
-    """Docker's timestamps: RFC 3339 in UTC with microseconds."""
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_now("microseconds")
 
 
 def parse_time(text: str) -> float:

@@ -374,7 +374,7 @@ class ContainerService:
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
 
     def wait(self, ref: str) -> int:
         """Block until the container has run and stopped; return its exit code."""
@@ -452,12 +452,20 @@ class ContainerService:
         message: str = "",
         author: str = "",
         changes: Sequence[str] = (),
+        pause: bool = True,
     ) -> Image:
-        """A new image: the container's image plus one layer of its changes (`commit`)."""
+        """A new image: the container's image plus one layer of its changes (`commit`);
+        a running container is paused while it is read, unless not ``pause``."""
         from cargohold.core.containers.commit import commit
 
         image = commit(
-            self, self.get(ref), repository, message=message, author=author, changes=changes
+            self,
+            self.get(ref),
+            repository,
+            message=message,
+            author=author,
+            changes=changes,
+            pause=pause,
         )
         return image
 

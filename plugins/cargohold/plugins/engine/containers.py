@@ -354,7 +354,7 @@ def _wait(svc: ContainerService, container: Container, condition: str) -> int:
             return st.exit_code
         container = current
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.01)
 
 
 def _matches(summary: Mapping[str, Any], chosen: Mapping[str, Any]) -> bool:
@@ -396,19 +396,14 @@ def _attach(
     """Stream the container's output to the client until it has run and exited."""
     sock: socket.socket = hijacked.sock
     before = container.state.finished_at
-    gone = False
     path = svc.log_path(container)
     offset = 0 if replay else logs.size(path)
 
     def more() -> bool:
         current = svc.find(container.id)
-        if current is None or gone:
+        if current is None:
             return False
         return current.state.running or current.state.finished_at == before
-
-    def client_closed() -> None:
-        nonlocal gone
-        gone = not with_stdin  # without stdin, EOF means the client went away
 
     supervisor: list[socket.socket] = []
 
@@ -429,10 +424,10 @@ def _attach(
             with contextlib.suppress(OSError):
                 supervisor[0].close()
 
+    # (the docker CLI half-closes the connection when its input ends, or at once
+    # without -i: EOF here is the end of stdin, never the client leaving)
     if with_stdin:
         streams.relay_input(sock, hijacked.pending, write, stdin_done)
-    else:
-        streams.relay_input(sock, b"", lambda _chunk: None, client_closed)
     records = logs.read(path, follow=more, offset=offset)
     streams.send_all(
         sock, streams.encode((r for r in records if r[0] in wanted), tty=container.tty)

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from cargohold.core.runtime import Runtime
 
 
+#: runc's words, which the docker CLI shows
+_EXEC_FAILED = "OCI runtime exec failed: exec failed: unable to start container process"
+
+
 @dataclass
 class ExecRecord:
     id: str
@@ -103,19 +107,28 @@ def register(app: Flask, rt: Runtime) -> None:
             raise Conflict(f"exec instance {exec_id} has already been started")
         container = rt.containers.get(found.container_id)
         found.running = True
+        hijacked = None
+        if not body.get("Detach"):  # as dockerd: take the connection first, report on it
+            hijacked = request.environ["cargohold.hijack"](
+                [("Content-Type", streams.content_type(found.tty, api_version()))]
+            )
         try:
-            pid, ours, child = _spawn(container, found)
-        except BaseException:
+            ours = _spawn(container, found)
+        except (runner.StartError, Conflict) as err:
             found.running = False
-            raise
-        if body.get("Detach"):
+            found.exit_code = getattr(err, "exit_code", runner.EXIT_CANNOT_EXECUTE)
+            found.started.set()
+            message = f"{_EXEC_FAILED}: {err}: unknown"
+            if hijacked is None:
+                raise InvalidArgument(message) from None
+            text = (message + "\r\n").encode()
+            streams.send_all(hijacked.sock, [text if found.tty else streams.frame("stdout", text)])
+            streams.finish(hijacked.sock)
+            return Response(status=200)
+        if hijacked is None:
             threading.Thread(target=_reap, args=(found, ours), daemon=True).start()
             return Response(status=204)
-        hijacked = request.environ["cargohold.hijack"](
-            [("Content-Type", streams.content_type(found.tty, api_version()))]
-        )
         _stream(found, hijacked, ours)
-        del pid, child
         return Response(status=200)
 
 
@@ -127,7 +140,9 @@ class _Ours:
     reads: dict[int, str]
 
 
-def _spawn(container: Any, found: ExecRecord) -> tuple[int, _Ours, list[int]]:
+def _spawn(container: Any, found: ExecRecord) -> _Ours:
+    """Start the exec process; our ends of its stdio (closed again if it cannot start)."""
+    stdio: tuple[int | None, int, int]
     if found.tty:
         master, slave = os.openpty()
         os.set_inheritable(master, False)
@@ -142,29 +157,23 @@ def _spawn(container: Any, found: ExecRecord) -> tuple[int, _Ours, list[int]]:
         if found.stdin:
             in_r, in_w = os.pipe2(os.O_CLOEXEC)
         child = [fd for fd in (in_r, out_w, err_w) if fd is not None]
-        stdio = (in_r, out_w, err_w)  # type: ignore[assignment]
+        stdio = (in_r, out_w, err_w)
         ours = _Ours(in_w, {out_r: "stdout", err_r: "stderr"})
     spec = execute.ExecSpec(found.args, found.env, found.user, found.workdir, found.tty)
     try:
-        pid = execute.spawn(container, spec, stdio[0], stdio[1], stdio[2])
-    except runner.StartError as err:
-        for fd in (*child, *ours.reads, *([ours.stdin] if ours.stdin else [])):
+        found.pid = execute.spawn(container, spec, *stdio)
+    except BaseException:
+        for fd in (*ours.reads, *([ours.stdin] if ours.stdin is not None else [])):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        found.running = False
-        found.exit_code = err.exit_code
-        found.started.set()
-        # Docker answers a missing command on start, the CLI exits with 126/127 from the text
-        raise InvalidArgument(
-            f"OCI runtime exec failed: exec failed: unable to start container process: {err}"
-        ) from None
+        found.master = None
+        raise
     finally:
         for fd in child:
             with contextlib.suppress(OSError):
                 os.close(fd)
-    found.pid = pid
     found.started.set()
-    return pid, ours, child
+    return ours
 
 
 def _reap(found: ExecRecord, ours: _Ours) -> None:

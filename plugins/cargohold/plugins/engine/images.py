@@ -31,7 +31,9 @@ def register(app: Flask, rt: Runtime) -> None:
     @contextlib.contextmanager
     def spooled() -> Iterator[Path]:
         """The request body (an archive, any size) in a file, removed afterwards."""
-        request.max_content_length = None  # archives are as large as they are
+        request.max_content_length = (
+            1 << 62
+        )  # archives are as large as they are (None: the app limit)
         spool_dir.mkdir(mode=0o700, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix="upload-", suffix=".tar", dir=spool_dir)
         try:
