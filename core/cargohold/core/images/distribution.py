@@ -146,6 +146,8 @@ def registry_error(status: int, body: bytes, what: str) -> CargoholdError:
         )
     except (ValueError, AttributeError):
         detail = body[:200].decode("utf-8", "replace").strip()
+    if not detail and status == 401:
+        detail = "unauthorized: authentication required"
     message = f"{what}: {detail or http.client.responses.get(status, 'error')} (HTTP {status})"
     if status == 401:
         return Unauthorized(message + "; log in with 'cargohold login REGISTRY'")

@@ -323,7 +323,12 @@ def _download_all(
                 lambda done: show.transfer(short, "Downloading", done, layer.size),
                 cancel,
             )
-            ingest.layer(blob, diff_id, f"layer {layer.digest} of {remote}")
+            try:
+                ingest.layer(blob, diff_id, f"layer {layer.digest} of {remote}")
+            except InvalidArgument:
+                # gzip's own check fails before the blob ends: a wrong digest says more
+                blob.drain()
+                raise
             blob.drain()  # a gzip stream may end before the blob's last bytes
         except BaseException:
             cancel.set()
