@@ -7,6 +7,7 @@ an installed package's would be.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import sys
 import textwrap
@@ -84,7 +85,9 @@ def test_builtins_come_through_the_entry_point_group(runtime: Runtime) -> None:
     assert declared["volume-drivers"] == "cargohold.plugins.volume_drivers"
     loaded = dict(runtime.plugin_manager.list_name_plugin())
     for name, value in declared.items():
-        assert loaded[name].__name__ == value
+        module, _, attribute = value.partition(":")
+        expected = importlib.import_module(module)
+        assert loaded[name] is (getattr(expected, attribute) if attribute else expected)
         assert runtime.plugin_manager.origins[name].startswith("cargohold ")
     assert {"local", "bind"} <= set(runtime.drivers.names())
 

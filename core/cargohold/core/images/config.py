@@ -9,9 +9,9 @@ import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ _REFERENCE = re.compile(
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return utc_now()
 
 
 def parse_json(data: bytes, what: str) -> Any:

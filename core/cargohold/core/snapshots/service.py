@@ -10,8 +10,8 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import Conflict, InUse, InvalidArgument, NotFound
 from cargohold.core.api.snapshots import (
     ApplyTarget,
@@ -28,10 +28,6 @@ _Row = tuple[int, str, str, int | None, str, str, str]
 
 #: Chains kept per `Snapshotter` before the cache starts over (a few KiB each at most).
 _CHAIN_CACHE_SIZE = 512
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _validate_key(key: str, what: str = "snapshot key") -> None:
@@ -120,7 +116,7 @@ class Snapshotter:
         self, key: str, parent: str | None, kind: Kind, labels: Mapping[str, str] | None
     ) -> list[SnapshotMount]:
         _validate_key(key)
-        now = _now()
+        now = utc_now("microseconds")
         with self._meta.transaction() as db:
             parent_id: int | None = None
             parents: list[str] = []
@@ -191,7 +187,7 @@ class Snapshotter:
                 db.execute(
                     "UPDATE snapshots SET key = ?, kind = 'committed', labels = ?, updated = ?"
                     " WHERE id = ?",
-                    (name, json.dumps(merged), _now(), row[0]),
+                    (name, json.dumps(merged), utc_now("microseconds"), row[0]),
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(
@@ -236,7 +232,7 @@ class Snapshotter:
             row = self._row(db, key)
             db.execute(
                 "UPDATE snapshots SET labels = ?, updated = ? WHERE id = ?",
-                (json.dumps(dict(labels)), _now(), row[0]),
+                (json.dumps(dict(labels)), utc_now("microseconds"), row[0]),
             )
             return self._info(db, self._row(db, key))
 
