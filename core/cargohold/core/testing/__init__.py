@@ -11,6 +11,8 @@ Plugin authors import them from here::
     the volume-driver contract (also run by ``cargohold driver check``).
 ``SnapshotterConformance``
     the snapshot-driver contract.
+``BlockArrayConformance``
+    the block-array contract (storage-array backends).
 
 They need pytest (``pip install 'cargohold[testing]'``). The benchmark
 workloads of ``cargohold bench`` live in ``testing.bench``.
@@ -22,10 +24,12 @@ from typing import TYPE_CHECKING
 
 # Imported on first use, so that one suite does not load the others' machinery.
 if TYPE_CHECKING:
+    from cargohold.core.testing.arrays import BlockArrayConformance
     from cargohold.core.testing.snapshotters import SnapshotterConformance
     from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 else:
     _LAZY = {
+        "BlockArrayConformance": "cargohold.core.testing.arrays",
         "VolumeDriverConformance": "cargohold.core.testing.volume_drivers",
         "SnapshotterConformance": "cargohold.core.testing.snapshotters",
     }
@@ -39,4 +43,4 @@ else:
         return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["SnapshotterConformance", "VolumeDriverConformance"]
+__all__ = ["BlockArrayConformance", "SnapshotterConformance", "VolumeDriverConformance"]

@@ -377,7 +377,7 @@ class BlockVolumeDriver(VolumeDriver):
             marker = self._marker(name)
             if marker:
                 status["filesystem"], status["uuid"] = marker
-            device = self.array.attached(name)
+            device = self.array.attached(name) if self.block else None
             if device is not None:
                 status["device"] = str(device)
         return DriverVolume(name, self._data(name), status)

@@ -39,6 +39,7 @@ from typing import ClassVar
 from cargohold.core import (
     CargoholdError,
     Conflict,
+    InvalidArgument,
     NotFound,
     NotSupported,
     parse_size,
@@ -214,7 +215,11 @@ class BtrfsArray(BlockArray):
         return [self.get(n) for n in names if btrfs.is_subvolume(self._path(n))]
 
     def resize(self, name: str, size: int) -> ArrayVolume:
-        self._limit(name, self._existing(name), size)
+        path = self._existing(name)
+        current = btrfs.limit_of(path)
+        if current is not None and size < current:
+            raise InvalidArgument(f"volume {name}: the btrfs array only grows volumes")
+        self._limit(name, path, size)
         return self.get(name)
 
     def usage(self, name: str) -> int:
