@@ -41,7 +41,8 @@ def _create_options(func: F) -> F:
         click.option("-w", "--workdir", help="working directory inside the container"),
         click.option("-u", "--user", help="user[:group], by name or id"),
         click.option("--entrypoint", help="replace the image's entrypoint"),
-        click.option("--hostname", help="host name inside the container (default: short id)"),
+        # -h is docker's --hostname here; help stays --help (see _COMMAND)
+        click.option("-h", "--hostname", help="host name inside the container (default: short id)"),
         click.option(
             "--network",
             "--net",
@@ -237,18 +238,55 @@ def rm_command(force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     act_on_each(containers, lambda ref: service.remove(ref, force=force, volumes=volumes))
 
 
-@click.command("commit")
+class _CommitCommand(click.Command):
+    """Takes docker's ``--pause=false``: pflag's bool flags accept a value, click's not."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, [_bool_flag(a, ("-p", "--pause")) for a in args])
+
+
+def _bool_flag(arg: str, names: tuple[str, ...]) -> str:
+    """``--pause=false`` -> ``--no-pause``, ``--pause=true`` -> ``--pause``."""
+    name, sep, value = arg.partition("=")
+    if not sep or name not in names:
+        return arg
+    if value in ("1", "t", "T", "true", "TRUE", "True"):
+        return names[-1]
+    if value in ("0", "f", "F", "false", "FALSE", "False"):
+        return "--no-" + names[-1].removeprefix("--")
+    raise click.BadParameter(f'invalid argument "{value}" for "{arg}": give true or false')
+
+
+@click.command("commit", cls=_CommitCommand)
+@click.option(
+    "-p",
+    "--pause",
+    "pause",
+    flag_value=True,
+    default=True,
+    help="pause a running container while committing (default true; --pause=false)",
+)
+@click.option("--no-pause", "pause", flag_value=False, hidden=True)
 @click.option("-m", "--message", default="", help="commit message")
 @click.option("-a", "--author", default="", help='author, e.g. "Ann <ann@example.com>"')
 @click.option("-c", "--change", "changes", multiple=True, help="Dockerfile instruction, e.g. CMD")
 @click.argument("container")
 @click.argument("repository", required=False)
 def commit_command(
-    message: str, author: str, changes: tuple[str, ...], container: str, repository: str | None
+    pause: bool,
+    message: str,
+    author: str,
+    changes: tuple[str, ...],
+    container: str,
+    repository: str | None,
 ) -> None:
-    """Make an image from a stopped container's changes; print its id."""
+    """Make an image from a container's changes; print its id.
+
+    A running container is paused while its files are read, as docker does
+    (--pause=false reads them as they run).
+    """
     image = runtime().containers.commit(
-        container, repository, message=message, author=author, changes=changes
+        container, repository, message=message, author=author, changes=changes, pause=pause
     )
     click.echo(image.id)
 

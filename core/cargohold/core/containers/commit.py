@@ -104,9 +104,8 @@ def paused(container: Container, *, stop: bool = True) -> Iterator[Path]:
     namespace = procfs.pid_namespace(st.pid)
     stopped: list[int] = []
     try:
-        for _ in range(
-            3 if stop else 0
-        ):  # again: a process may have forked while we stopped the others
+        # again: a process may have forked while we stopped the others
+        for _ in range(3 if stop else 0):
             for pid in procfs.pids_in(namespace):
                 if pid not in stopped:
                     with contextlib.suppress(ProcessLookupError):
