@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,6 +53,18 @@ def release_under(top: Path) -> None:
         mounts.umount(entry.target, detach=True)
     for line in loops_under(top):
         loop.detach(line.split(" ", 1)[0])
+
+
+def release_btrfs_pool(state_dir: Path) -> None:
+    """Unmount the btrfs array's own pool (by design it stays mounted for the host);
+    its loop device goes with it. Anything else left is a leak."""
+    pool = state_dir / "drivers" / "btrfs" / "array" / "pool"
+    if pool.is_dir() and mounts.is_mountpoint(pool):
+        mounts.umount(pool)
+    # the filesystem lets go of its device a moment after the unmount returns
+    deadline = time.monotonic() + 5
+    while loop.find(pool.with_suffix(".img")) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def leaks(top: Path) -> list[str]:
