@@ -11,11 +11,15 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 
 from cargohold.core import Runtime
+from cargohold.core.cli import build_cli
+from cargohold.core.plugin.manager import build_plugin_manager
 
 from .realdocker import DockerEngine
 from .test_plugin_manager import install_fake_distribution
@@ -381,3 +385,26 @@ def test_broken_plugin_is_one_line_and_can_be_blocked(cli: Cli, tmp_path: Path) 
     assert "CARGOHOLD_BLOCK_PLUGINS=demo" in result.stderr
     cli("volume", "ls", CARGOHOLD_BLOCK_PLUGINS="demo", **env)
     cli("volume", "ls", CARGOHOLD_DISABLE_PLUGIN_AUTOLOAD="1", **env)
+
+
+def _groups(group: click.Group, path: str) -> Iterator[tuple[str, click.Group]]:
+    yield path, group
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _groups(command, f"{path} {name}")
+
+
+def test_every_command_summary_fits_its_help_line() -> None:
+    # click cuts a summary that does not fit an 80-column help page with "..."
+    cli = build_cli(build_plugin_manager())
+    cut = []
+    for path, group in _groups(cli, "cargohold"):
+        width = click.HelpFormatter(width=78).width
+        limit = width - 6 - max(len(name) for name in group.commands)
+        for name, command in group.commands.items():
+            if command.hidden:
+                continue
+            summary = command.get_short_help_str(limit)
+            if summary.endswith("...") or not summary:
+                cut.append(f"{path} {name}: {command.help!r}")
+    assert cut == []

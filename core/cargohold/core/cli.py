@@ -128,7 +128,10 @@ def volume() -> None:
 def volume_create(
     name: str | None, driver: str, opts: tuple[str, ...], labels: tuple[str, ...]
 ) -> None:
-    """Create a volume (without NAME: an anonymous one with a 64-hex name, as docker)."""
+    """Create a volume.
+
+    Without NAME, an anonymous one with a 64-hex name, as docker makes.
+    """
     rt = runtime()
     if "help" in opts:
         describe_options(rt.drivers.get(driver))
@@ -181,7 +184,10 @@ def describe_options(driver: VolumeDriver) -> None:
 @click.option("-f", "--filter", "filters", multiple=True, help="dangling=, driver=, label=, name=")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def volume_ls(quiet: bool, filters: tuple[str, ...], fmt: str) -> None:
-    """List volumes (--format json: one JSON object a line, as docker volume ls)."""
+    """List volumes.
+
+    --format json prints one JSON object a line, as docker volume ls.
+    """
     volumes = runtime().volumes.list(parse_filters(filters, LIST_FILTERS))
     if fmt == "json":  # as docker: one object per line, and --format wins over -q
         for v in volumes:

@@ -71,7 +71,10 @@ def snapshot() -> None:
 @click.argument("volume")
 @click.argument("name", required=False)
 def snapshot_create(volume: str, name: str | None) -> None:
-    """Take a snapshot of VOLUME, named NAME (default: the time, as 20260102T030405Z)."""
+    """Take a snapshot of VOLUME, named NAME.
+
+    NAME defaults to the time, as 20260102T030405Z.
+    """
     from datetime import UTC, datetime
 
     from cargohold.core.cli import runtime

@@ -56,8 +56,9 @@ def cargohold_cli(group: click.Group) -> None:
     help="wait for a write-back another process is running, then flush the rest",
 )
 def volume_sync(name: str, wait: bool) -> None:
-    """Write a cloud volume's pending changes back now, with a progress bar.
+    """Write a cloud volume's pending changes back now.
 
+    A progress bar shows how far it got.
     Exits 1 if conflicts were found since the last sync (each is listed; both
     versions are kept), and 3 without --wait when another process is already
     writing the volume back.

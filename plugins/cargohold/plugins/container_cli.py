@@ -183,7 +183,10 @@ def inspect_command(containers: tuple[str, ...]) -> None:
 @click.option("-f", "--follow", is_flag=True, help="keep printing until the container stops")
 @click.argument("container")
 def logs_command(follow: bool, container: str) -> None:
-    """Print a container's output: its stdout here on stdout, its stderr on stderr."""
+    """Print a container's output.
+
+    Its stdout goes to stdout here, its stderr to stderr.
+    """
     for stream, data in runtime().containers.logs(container, follow=follow):
         os.write(1 if stream == "stdout" else 2, data)
 
@@ -213,7 +216,10 @@ def stop_command(timeout: int, containers: tuple[str, ...]) -> None:
 @click.option("-s", "--signal", "sig", default="KILL", show_default=True, help="name or number")
 @click.argument("containers", nargs=-1, required=True)
 def kill_command(sig: str, containers: tuple[str, ...]) -> None:
-    """Send a signal to running containers (PID 1 ignores those it has no handler for)."""
+    """Send a signal to running containers.
+
+    PID 1 of a container ignores those it has no handler for.
+    """
     number = _signal_number(sig)
     service = runtime().containers
     act_on_each(containers, lambda ref: service.kill(ref, number))
@@ -308,7 +314,10 @@ def exec_command(
     container: str,
     command: tuple[str, ...],
 ) -> None:
-    """Run COMMAND in a running container (its namespaces and root); exit with its code."""
+    """Run COMMAND in a running container; exit with its code.
+
+    It runs in the container's namespaces and root.
+    """
     from cargohold.core.containers.attached import run_exec
     from cargohold.core.containers.execute import ExecSpec
     from cargohold.core.containers.runner import StartError

@@ -104,9 +104,9 @@ def _describe(cls: type[VolumeDriver]) -> dict[str, Any]:
 )
 @click.option("-v", "--verbose", is_flag=True, help="one line per check")
 def driver_check(names: Sequence[str], opts: Sequence[str], verbose: bool) -> None:
-    """Run the conformance suite on installed drivers (all of them by default).
+    """Run the conformance suite on installed drivers.
 
-    Each check runs on a private temporary state directory: nothing of yours
+    All of them by default. Each check runs on a private temporary state directory: nothing of yours
     is touched. Exit code 0 when every check passes.
     """
     import tempfile

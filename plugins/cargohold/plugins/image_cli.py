@@ -42,8 +42,9 @@ def image() -> None:
 )
 @click.option("-q", "--quiet", is_flag=True, help="print nothing (no progress either)")
 def image_load(source: str, quiet: bool) -> None:
-    """Load images from a docker save archive, an OCI archive or an OCI layout directory.
+    """Load images from docker save or OCI archives.
 
+    An OCI layout directory works too.
     On a terminal, progress goes to standard error.
     """
     store = runtime().images
@@ -68,8 +69,9 @@ def image_load(source: str, quiet: bool) -> None:
 def image_import(
     file: str, reference: str | None, changes: tuple[str, ...], message: str, quiet: bool
 ) -> None:
-    """Make an image from a root filesystem tarball (FILE, or - for stdin).
+    """Make an image from a root filesystem tarball.
 
+    FILE is the tarball, or - for stdin.
     On a terminal, progress goes to standard error.
     """
     store = runtime().images

@@ -76,7 +76,10 @@ def login_command(
     password_stdin: bool,
     insecure: tuple[str, ...],
 ) -> None:
-    """Log in to a registry; the login is kept in a 0600 file under the state directory."""
+    """Log in to a registry.
+
+    The login is kept in a 0600 file under the state directory.
+    """
     from cargohold.core.images.credentials import (
         CredentialStore,
         normalize_host,
@@ -147,7 +150,10 @@ def build_command(
     platform: str | None,
     insecure: tuple[str, ...],
 ) -> None:
-    """Build an image from a Dockerfile, as docker's classic builder does."""
+    """Build an image from a Dockerfile.
+
+    As docker's classic builder does.
+    """
     from cargohold.core.images.build.builder import BuildOptions, build, build_arg_values
 
     args = build_arg_values(build_args)

@@ -146,7 +146,9 @@ def bench_command(
     work_dir: Path | None,
     no_progress: bool,
 ) -> None:
-    """Benchmark volume drivers, served drivers, Docker volume plugins and snapshotters.
+    """Benchmark volume drivers, Docker plugins and snapshotters.
+
+    Drivers in process or served, Docker volume plugins, snapshotters.
 
     Every figure is measured with its floor in the same run (mkdir and a bind
     mount for the lifecycle, the same job on a plain directory and on tmpfs for

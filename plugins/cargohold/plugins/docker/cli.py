@@ -87,9 +87,9 @@ def serve_command(
     tls_client_key: Path | None,
     log_level: str,
 ) -> None:
-    """Serve volume DRIVERS to the Docker engine as volume plugins, until SIGTERM or SIGINT.
+    """Serve volume DRIVERS to the Docker engine as volume plugins.
 
-    Each driver becomes plugin cargohold-DRIVER (or --name), on
+    Until SIGTERM or SIGINT. Each driver becomes plugin cargohold-DRIVER (or --name), on
     /run/docker/plugins/NAME.sock, or on TCP with a spec file. Then:
     docker volume create -d cargohold-local myvol.
     """
@@ -176,7 +176,7 @@ def _tls_files(
 @click.argument("target", metavar="NAME|SOCKET")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def status_command(target: str, fmt: str) -> None:
-    """Show a running cargohold plugin server's volumes, mounts and last errors."""
+    """Show a cargohold plugin server's volumes, mounts and errors."""
     from cargohold.plugins.docker.health import fetch_status
 
     report = fetch_status(target)

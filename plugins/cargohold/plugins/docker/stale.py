@@ -23,7 +23,9 @@ from cargohold.core.volumes.names import validate_volume_name
 )
 @click.option("--all", "all_refs", is_flag=True, help="release every reference of the volume")
 def unmount_command(name: str, ids: tuple[str, ...], all_refs: bool) -> None:
-    """List the references of volume NAME, or release stale ones (--id, --all).
+    """List a volume's references, or release stale ones.
+
+    Without --id or --all, list the references of volume NAME.
 
     For references left by a Docker engine that crashed: check with docker ps
     that no container still uses the volume first. The driver unmounts the

@@ -41,7 +41,10 @@ def socket_path(host: str) -> Path:
     "--cold-start", is_flag=True, help="start each container's supervisor as a new interpreter"
 )
 def daemon_command(host: str, cold_start: bool) -> None:
-    """Serve the Docker Engine API (volumes, containers, images) to the docker CLI."""
+    """Serve the Docker Engine API to the docker CLI.
+
+    Volumes, containers and images, on a unix socket (DOCKER_HOST=unix://...).
+    """
     import signal
     import socket
 
