@@ -533,7 +533,8 @@ def rename(req: Request, svc: FileService) -> Response:
     source = req.header("x-ms-file-rename-source")
     if not source:
         raise ApiError(400, "MissingRequiredHeader", "x-ms-file-rename-source is required.")
-    segments = [unquote(p) for p in urlsplit(source).path.split("/") if p]
+    # decoded before splitting: clients encode the slashes of the path as %2F
+    segments = [p for p in unquote(urlsplit(source).path).split("/") if p]
     if segments[:1] == [svc.account]:
         segments = segments[1:]
     if not segments or segments[0] != share.name or len(segments) < 2 or len(req.parts) < 2:

