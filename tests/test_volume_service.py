@@ -441,7 +441,7 @@ def test_env_and_file_secrets_reach_the_driver_only(
 
     inspected = rt.volumes.get("by-env")
     assert inspected.options == {"user": "amy", "password": secret_env}
-    shown = repr(inspected.to_docker()) + repr(rt.volumes.list())
+    shown = repr(inspected) + repr(rt.volumes.list())
     assert SECRET not in shown
     rt.volumes.mount("by-env", "c1")
     rt.close()

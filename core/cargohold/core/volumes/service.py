@@ -63,7 +63,12 @@ class Volume:
         return ANONYMOUS_LABEL in self.labels
 
     def to_docker(self) -> dict[str, Any]:
-        """The Engine API's Volume object."""
+        """The Engine API's Volume object.
+
+        Transitional: Docker shapes belong to the frontends (the plugin protocol's
+        in ``plugins/docker/convert.py``, ``volume inspect``'s in the CLI). Remove
+        once the Engine-API frontend builds this in its own convert module.
+        """
         return {
             "Name": self.name,
             "Driver": self.driver,
