@@ -18,6 +18,7 @@ import pytest
 
 from cargohold.core import Runtime
 from cargohold.core.kernel import mounts
+from cargohold.drivers.arrays.block import BlockVolumeDriver
 
 from ..docker.conftest import cargohold_cli
 from .conftest import missing_tools_reason, release_btrfs_pool
@@ -279,7 +280,9 @@ def test_the_driver_checks_ext4_after_an_unclean_stop(rt: Runtime) -> None:
     mounts.umount(path, detach=True)
     # mark the filesystem as having errors, as a crash mid-write may leave it
     subprocess.run(["debugfs", "-w", "-R", "ssv state 2", str(image)], capture_output=True)
-    rt.drivers.get("loop").restore()
+    driver = rt.drivers.get("loop")
+    assert isinstance(driver, BlockVolumeDriver)
+    driver.restore()
     assert mounts.is_mountpoint(path)
     assert (path / "f").read_text() == "journaled"
     rt.volumes.unmount(vol, "m")
