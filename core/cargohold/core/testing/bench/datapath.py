@@ -61,22 +61,54 @@ def runner_name() -> str:
     return "fio" if shutil.which("fio") else "python"
 
 
-def run_fio(job: Job, directory: Path, seconds: float) -> float:
-    """The job's MB/s or IOPS, from fio's JSON."""
+def _present(job: Job, directory: Path) -> tuple[str, ...]:
+    """The job's options; stat and delete take only the files create made.
+
+    fio would otherwise lay out the missing ones first (untimed, but slow).
+    """
+    if not job.name.startswith(("small stat", "small delete")):
+        return job.fio
+    count = len(list(directory.glob("small.*")))
+    if count == 0:
+        raise RuntimeError(f"{job.name}: small create left no files in {directory}")
+    return _with_files(job.fio, count)
+
+
+def _with_files(options: tuple[str, ...], count: int) -> tuple[str, ...]:
+    out = list(options)
+    at = out.index("--nrfiles")
+    out[at + 1] = str(count)
+    return tuple(out)
+
+
+def run_fio(job: Job, places: dict[str, Path], seconds: float) -> dict[str, float]:
+    """The job's MB/s or IOPS in each place, from one fio process's JSON.
+
+    The places are jobs of one run, each waiting for the one before
+    (``--stonewall``): fio costs about half a second to start and stop, paid
+    once for all of them.
+    """
     limit_ms = max(100, int(seconds * 1000))  # fio takes time values in ms
-    command = ["fio", f"--name={job.name.replace(' ', '_')}", f"--directory={directory}"]
-    command += ["--output-format=json", f"--runtime={limit_ms}ms", *job.fio]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    command = ["fio", "--output-format=json"]
+    for role, directory in places.items():
+        command += [f"--name={role}", f"--directory={directory}", f"--runtime={limit_ms}ms"]
+        command += [*_present(job, directory), "--stonewall"]
+    budget = seconds * len(places) + 60
+    done = subprocess.run(command, capture_output=True, text=True, timeout=budget)
     if done.returncode != 0:
-        raise RuntimeError(f"fio {job.name} in {directory}: {done.stderr.strip() or done.stdout}")
+        raise RuntimeError(f"fio {job.name}: {done.stderr.strip() or done.stdout.strip()}")
     report = json.loads(done.stdout[done.stdout.index("{") :])
-    result = report["jobs"][0]
-    if result.get("error"):
-        raise RuntimeError(f"fio {job.name} in {directory}: error {result['error']}")
-    side = max(("read", "write"), key=lambda s: int(result[s]["total_ios"]))
-    if job.unit == "MB/s":
-        return float(result[side]["bw_bytes"]) / 1e6
-    return float(result[side]["iops"])
+    values: dict[str, float] = {}
+    for result in report["jobs"]:
+        role = result["jobname"]
+        if result.get("error"):
+            raise RuntimeError(f"fio {job.name} in {places[role]}: error {result['error']}")
+        side = max(("read", "write"), key=lambda s: int(result[s]["total_ios"]))
+        if job.unit == "MB/s":
+            values[role] = float(result[side]["bw_bytes"]) / 1e6
+        else:
+            values[role] = float(result[side]["iops"])
+    return values
 
 
 # -- the Python runner: the same jobs, when fio is not on the host -------------
@@ -142,12 +174,17 @@ def _random(directory: Path, size_mb: int, deadline: float, write: bool) -> floa
 
 def _small(directory: Path, files: int, deadline: float, step: str) -> float:
     page = os.urandom(4096)
+    if step == "create":
+        paths = [directory / f"small.{n}" for n in range(files)]
+    else:  # as fio: only the files create made
+        paths = sorted(directory.glob("small.*"))
+        if not paths:
+            raise RuntimeError(f"small {step}: small create left no files in {directory}")
     began = time.perf_counter()
     done = 0
-    for n in range(files):
+    for path in paths:
         if time.monotonic() >= deadline:
             break
-        path = directory / f"small.{n}"
         if step == "create":
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.write(fd, page)
@@ -175,14 +212,18 @@ def run_python(job: Job, directory: Path, seconds: float, size_mb: int) -> float
 # -- the workload --------------------------------------------------------------
 
 
-Measure = Callable[[Job, Path, float], float]
+Measure = Callable[[Job, dict[str, Path], float], dict[str, float]]
 
 
 def measurer(size_mb: int, runner: str | None = None) -> tuple[str, Measure]:
     chosen = runner or runner_name()
     if chosen == "fio":
         return chosen, run_fio
-    return chosen, lambda job, d, s: run_python(job, d, s, size_mb)
+
+    def python(job: Job, places: dict[str, Path], seconds: float) -> dict[str, float]:
+        return {role: run_python(job, d, seconds, size_mb) for role, d in places.items()}
+
+    return chosen, python
 
 
 def run_on(
@@ -206,16 +247,19 @@ def run_on(
                 if repeat and case.left() < (time.monotonic() - began) / repeat:
                     break  # another repeat would not fit in what is left
                 left = min(case.left(), JOB_CAP * len(todo) * len(places) * repeats)
-                per_job = left / (len(todo) * len(places) * (repeats - repeat))
+                per_place = left / (len(todo) * len(places) * (repeats - repeat))
                 for n, job in enumerate(todo):
-                    for role, where in places.items():
-                        if job.name in errors:
-                            continue
-                        try:
-                            value = measure(job, where, per_job)
-                        except (OSError, RuntimeError, subprocess.SubprocessError) as err:
-                            errors[job.name] = f"{role}: {err}"
-                            continue
+                    if job.name in errors:
+                        continue
+                    if repeat == 0 and n and case.expired():
+                        errors[job.name] = "not run: the time limit was reached"
+                        continue
+                    try:
+                        values = measure(job, places, per_place)
+                    except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                        errors[job.name] = str(err)
+                        continue
+                    for role, value in values.items():
                         samples[job.name].setdefault(role, []).append(value)
                     case.advance((repeat + (n + 1) / len(todo)) / repeats)
         finally:
