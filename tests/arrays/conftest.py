@@ -88,7 +88,7 @@ def mounted_image(size: str, mkfs: list[str], work: Path) -> Iterator[Path]:
     subprocess.run([*mkfs, str(image)], check=True, capture_output=True)
     device, fd = loop.attach_held(image)
     try:
-        fstype = "xfs" if mkfs[0] == "mkfs.xfs" else "ext4"
+        fstype = mkfs[0].removeprefix("mkfs.")
         mounts.mount(device.path, target, fstype)
     finally:
         os.close(fd)  # autoclear: the device goes with the mount
