@@ -183,6 +183,35 @@ def test_inspect_matches_docker_volume_inspect(cli: Cli) -> None:
     assert out.startswith('[\n    {\n        "CreatedAt": "')  # four-space indents, as docker
 
 
+def test_inspect_prints_what_docker_volume_inspect_prints(
+    cli: Cli, docker_engine: DockerEngine
+) -> None:
+    """The real docker CLI against the real engine, byte for byte but for the
+    creation times and mountpoints."""
+    tag = secrets.token_hex(4)
+    plain, rich = f"plain-{tag}", f"rich-{tag}"
+    rich_args = ["--label", "z=1", "--label", "a=", "-o", "type=tmpfs", "-o", "device=tmpfs"]
+    for args in (["volume", "create", plain], ["volume", "create", *rich_args, rich]):
+        docker_engine.docker(*args)
+        cli(*args)
+    try:
+        theirs = docker_engine.docker("volume", "inspect", plain, rich).stdout
+    finally:
+        docker_engine.docker("volume", "rm", plain, rich)
+    ours = cli("volume", "inspect", plain, rich).stdout
+
+    def comparable(text: str) -> str:
+        views = json.loads(text)
+        for view in views:
+            view["CreatedAt"] = view["Mountpoint"] = "-"
+        return json.dumps(views, indent=4)
+
+    assert comparable(ours) == comparable(theirs)
+    # and both print exactly that layout: keys in this order, four-space indents
+    for text in (ours, theirs):
+        assert text == json.dumps(json.loads(text), indent=4) + "\n"
+
+
 def test_inspect_some_missing(cli: Cli) -> None:
     cli("volume", "create", "here")
     result = cli("volume", "inspect", "here", "ghost", code=1)

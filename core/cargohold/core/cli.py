@@ -237,14 +237,15 @@ def _inspect_view(v: Volume) -> dict[str, Any]:
     view: dict[str, Any] = {
         "CreatedAt": v.created_at,
         "Driver": v.driver,
-        "Labels": dict(v.labels) or None,
+        # sorted, as Go writes a map
+        "Labels": dict(sorted(v.labels.items())) or None,
         "Mountpoint": v.mountpoint,
         "Name": v.name,
-        "Options": dict(v.options) or None,
+        "Options": dict(sorted(v.options.items())) or None,
         "Scope": v.scope,
     }
     if status:
-        view["Status"] = status
+        view["Status"] = dict(sorted(status.items()))
     return view
 
 
