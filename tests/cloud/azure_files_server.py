@@ -15,17 +15,23 @@ the request/response details each one needs live in `azure_files_ops`.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import http.client
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from . import azure_files_ops as ops
 from .azure_files_auth import AuthError, check_sas, check_shared_key, parse_query
@@ -180,6 +186,44 @@ def _error(status: int, code: str, message: str) -> Response:
     )
 
 
+def _admin(
+    method: str, path: str, query: dict[str, str], body: bytes, svc: FileService
+) -> Response:
+    """Test-only controls, for a server in another process (unauthenticated, like moto's)."""
+    if method == "POST" and path == "/_admin/reset":
+        svc.reset()
+        return Response(200)
+    if method == "PUT" and path == "/_admin/seed":
+        etag = seed(svc, query["share"], query["path"], body)
+        return Response(200, {"ETag": etag})
+    if method == "GET" and path == "/_admin/requests":
+        return Response(200, {"Content-Type": "text/plain"}, str(svc.requests).encode())
+    return _error(404, "ResourceNotFound", "No such admin operation.")
+
+
+def seed(svc: FileService, share: str, path: str, data: bytes) -> str:
+    """Put a file straight into the state (creating share and parents); its ETag."""
+    with svc.lock:
+        target = svc.shares.setdefault(share, Share(name=share))
+        node: Dir = target.root
+        *dirs, name = path.split("/")
+        for part in dirs:
+            child = node.get(part)
+            if not isinstance(child, Dir):
+                child = Dir(name=part, parent=node)
+                node.put(child)
+            node = child
+        existing = node.get(name)
+        file = existing if isinstance(existing, File) else File(name=name, parent=node)
+        node.put(file)
+        file.data = bytearray(data)
+        file.written.remove(0, len(data) + 1)
+        if data:
+            file.written.add(0, len(data))
+        file.touch()
+        return file.etag
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
@@ -252,6 +296,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         raw_path, _, raw_query = self.path.partition("?")
         service = self.server.service
+        if raw_path.startswith("/_admin/"):
+            self._send(_admin(self.command, raw_path, dict(parse_query(raw_query)), body, service))
+            return
         # names cannot hold "/", so an encoded %2F (the SDK sends some) separates too
         segments = unquote(raw_path).split("/")[1:]
         while segments and segments[-1] == "":
@@ -302,8 +349,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 class AzureFilesServer:
     """An Azure Files account on a local port; a context manager.
 
-    ``reset()`` drops every share; ``service.shares`` is the state, for tests that
-    need to look behind the API (hold ``service.lock`` while doing so).
+    In-process by default: ``service.shares`` is the state, for tests that need to
+    look behind the API (hold ``service.lock``). ``process=True`` runs it in a child
+    Python instead, so that its request handling does not share the client's GIL
+    (benchmarks); ``reset``, ``seed_file`` and ``request_count`` work in both modes.
     """
 
     def __init__(
@@ -312,16 +361,23 @@ class AzureFilesServer:
         key: str = DEFAULT_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        process: bool = False,
     ) -> None:
         self.account = account
         self.key = key
         self.host = host
         self._want_port = port
+        self.process = process
         self.service = FileService(account, key)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+        self._child_port = 0
 
     def start(self) -> AzureFilesServer:
+        if self.process:
+            return self._start_child()
         httpd = _HTTPServer((self.host, self._want_port))
         httpd.service = self.service
         self._httpd = httpd
@@ -335,7 +391,37 @@ class AzureFilesServer:
         self._thread.start()
         return self
 
+    def _start_child(self) -> AzureFilesServer:
+        root = Path(__file__).resolve().parents[2]
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])
+        )
+        args = ["--host", self.host, "--port", str(self._want_port), "--account", self.account]
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "tests.cloud.azure_files_server", *args],
+            cwd=root,
+            env=env | {"AZURE_FILES_SERVER_KEY": self.key},
+            stdout=subprocess.PIPE,
+        )
+        assert self._child.stdout is not None
+        line = self._child.stdout.readline()  # the child prints its port once listening
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError("the Azure Files server process did not start")
+        self._child_port = int(line)
+        return self
+
     def stop(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            if child.stdout is not None:
+                child.stdout.close()
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
@@ -345,36 +431,45 @@ class AzureFilesServer:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def _admin(self, method: str, path: str, body: bytes = b"") -> http.client.HTTPResponse:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        conn.request(method, path, body=body)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp
+
     def reset(self) -> None:
-        self.service.reset()
+        """Drop every share."""
+        if self.process:
+            self._admin("POST", "/_admin/reset")
+        else:
+            self.service.reset()
 
     def seed_file(self, share: str, path: str, data: bytes = b"") -> str:
         """Put a file straight into the state (creating share and parents); its ETag.
 
         For setting up large trees fast, and for "someone else changed it" in tests.
         """
-        with self.service.lock:
-            target = self.service.shares.setdefault(share, Share(name=share))
-            node: Dir = target.root
-            *dirs, name = path.split("/")
-            for part in dirs:
-                child = node.get(part)
-                if not isinstance(child, Dir):
-                    child = Dir(name=part, parent=node)
-                    node.put(child)
-                node = child
-            existing = node.get(name)
-            file = existing if isinstance(existing, File) else File(name=name, parent=node)
-            node.put(file)
-            file.data = bytearray(data)
-            file.written.remove(0, len(data) + 1)
-            if data:
-                file.written.add(0, len(data))
-            file.touch()
-            return file.etag
+        if not self.process:
+            return seed(self.service, share, path, data)
+        query = urlencode({"share": share, "path": path})
+        return str(self._admin("PUT", f"/_admin/seed?{query}", data).getheader("ETag"))
+
+    def request_count(self) -> int:
+        """Requests handled (authenticated and routed) since the last reset."""
+        if not self.process:
+            return self.service.requests
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        conn.request("GET", "/_admin/requests")
+        count = int(conn.getresponse().read())
+        conn.close()
+        return count
 
     @property
     def port(self) -> int:
+        if self._child is not None:
+            return self._child_port
         if self._httpd is None:
             raise RuntimeError("server not started")
         return int(self._httpd.server_address[1])
@@ -404,3 +499,25 @@ class AzureFilesServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main() -> None:
+    """``python -m tests.cloud.azure_files_server``: serve until terminated; prints the port."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--account", default=DEFAULT_ACCOUNT)
+    args = parser.parse_args()
+    key = os.environ.get("AZURE_FILES_SERVER_KEY", DEFAULT_KEY)  # not on the command line
+    server = AzureFilesServer(args.account, key, args.host, args.port).start()
+    print(server.port, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            signal.pause()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

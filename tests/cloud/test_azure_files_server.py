@@ -427,3 +427,17 @@ def test_rclone_azurefiles_backend_round_trip(server: AzureFilesServer, tmp_path
     share = fs.ShareServiceClient.from_connection_string(server.connection_string)
     got = share.get_share_client("data").get_file_client("up/sub/small.txt")
     assert got.download_file().readall() == b"small"
+
+
+def test_server_in_a_child_process() -> None:
+    with AzureFilesServer(process=True) as child:
+        etag = child.seed_file("data", "a/b.txt", b"seeded")
+        client = fs.ShareServiceClient.from_connection_string(child.connection_string)
+        f = client.get_share_client("data").get_file_client("a/b.txt")
+        props = f.get_file_properties()
+        assert props.etag == etag and f.download_file().readall() == b"seeded"
+        assert child.request_count() >= 2
+        child.reset()
+        assert [s.name for s in client.list_shares()] == []
+    with pytest.raises(OSError):  # the child is gone: connection refused
+        http.client.HTTPConnection("127.0.0.1", child.port, timeout=2).request("GET", "/")
