@@ -14,6 +14,7 @@ import pytest
 from cargohold.core import Runtime
 from cargohold.core.api.errors import Conflict, InvalidArgument, NotFound
 from cargohold.core.testing.snapshotters import layer
+from cargohold.plugins import shapes
 
 from .builders import config_for, docker_archive, oci_layout, sha, tar_directory
 
@@ -58,7 +59,7 @@ def test_docker_archive_keeps_config_tags_and_layers(
     assert runtime.images.get("demo").id == image.id  # :latest implied
     assert runtime.images.get("docker.io/library/demo:1").id == image.id
     assert runtime.images.get(image.short_id).id == image.id
-    assert runtime.images.get(image.id).to_inspect()["Config"]["WorkingDir"] == "/work"
+    assert shapes.image_inspect(runtime.images.get(image.id))["Config"]["WorkingDir"] == "/work"
 
 
 @pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])

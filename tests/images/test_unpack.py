@@ -14,7 +14,7 @@ import pytest
 from cargohold.core import Runtime
 from cargohold.core.api.snapshots import Kind
 from cargohold.core.images.layers import LayerError
-from cargohold.core.images.store import LAYER_LABEL
+from cargohold.core.images.records import LAYER_LABEL
 from cargohold.core.kernel.snapshot_mounts import mounted
 from cargohold.core.snapshots.service import Snapshotter
 from cargohold.core.testing.snapshotters import layer, remove_all, tree

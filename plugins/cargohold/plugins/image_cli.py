@@ -12,6 +12,7 @@ import click
 from cargohold.core import hookimpl
 from cargohold.core.cli import emit_json, runtime, table, try_each
 from cargohold.core.progress import ProgressLine, human_size
+from cargohold.plugins import shapes
 
 
 @hookimpl
@@ -91,7 +92,7 @@ def image_ls(quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List images."""
     images = runtime().images.list()
     if fmt == "json":
-        emit_json([i.to_summary() for i in images])
+        emit_json([shapes.image_summary(i) for i in images])
         return
     if quiet:
         for i in images:
@@ -112,7 +113,7 @@ def image_ls(quiet: bool, no_trunc: bool, fmt: str) -> None:
 def image_inspect(refs: tuple[str, ...]) -> None:
     """Show images in detail (JSON, as docker image inspect)."""
     found, failed = try_each(refs, runtime().images.get)
-    emit_json([i.to_inspect() for i in found])
+    emit_json([shapes.image_inspect(i) for i in found])
     if failed:
         sys.exit(1)
 

@@ -28,7 +28,7 @@ from cargohold.core.snapshots.service import new_key
 
 if TYPE_CHECKING:
     from cargohold.core.containers.service import ContainerService
-    from cargohold.core.images.store import Image
+    from cargohold.core.images.records import Image
 
 
 def commit(

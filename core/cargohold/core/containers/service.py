@@ -52,7 +52,8 @@ from cargohold.core.state.container_store import ContainerStore, name_conflict
 from cargohold.core.volumes.service import ANONYMOUS_LABEL
 
 if TYPE_CHECKING:
-    from cargohold.core.images.store import Image, ImageStore
+    from cargohold.core.images.records import Image
+    from cargohold.core.images.store import ImageStore
     from cargohold.core.runtime import Runtime
     from cargohold.core.snapshots.registry import SnapshotterRegistry
     from cargohold.core.volumes.service import VolumeService

@@ -15,7 +15,7 @@ from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from cargohold.core.images.store import Image
+    from cargohold.core.images.records import Image
 
 # Docker's reference grammar, simplified: lowercase path components with
 # separators, optional registry host[:port], tag of up to 128 word characters.

@@ -26,8 +26,10 @@ from cargohold.core.images.blobindex import Blob, BlobIndex
 from cargohold.core.images.config import host_architecture, parse_json
 from cargohold.core.images.credentials import open_registry
 from cargohold.core.images.distribution import Registry, RemoteReference, parse_remote, pull_scope
+from cargohold.core.images.ingest import Ingest
 from cargohold.core.images.layer_progress import LayerProgress
-from cargohold.core.images.store import Image, ImageStore, Ingest
+from cargohold.core.images.records import Image
+from cargohold.core.images.store import ImageStore
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

@@ -40,10 +40,7 @@ import sqlite3
 import sys
 import tempfile
 import uuid
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -52,7 +49,6 @@ from cargohold.core.api.errors import (
     Conflict,
     InvalidArgument,
     NotFound,
-    NotSupported,
 )
 from cargohold.core.images.config import (
     apply_changes,
@@ -62,196 +58,28 @@ from cargohold.core.images.config import (
     normalize_reference,
     now,
 )
-from cargohold.core.snapshots.service import Info, Kind, Snapshotter, new_key
+from cargohold.core.images.ingest import Ingest, StagedImage, Staging, stage_layer
+from cargohold.core.images.records import Image
+from cargohold.core.snapshots.service import Snapshotter
 from cargohold.core.state.database import Database
+from cargohold.core.state.image_store import ImageDatabase
 
 if TYPE_CHECKING:
-    from cargohold.core.images.archives import Reader, SavedImage
+    from cargohold.core.images.archives import SavedImage
 
 # Archives and layer tars (image_archives, layers: tarfile, gzip) are imported by
 # the methods that read or write them: running a container from an unpacked
 # image needs neither.
 
-__all__ = ["LAYER_LABEL", "Image", "ImageStore", "chain_ids", "normalize_reference"]
+__all__ = ["ImageStore", "chain_ids", "normalize_reference"]
 
 log = logging.getLogger(__name__)
 
-#: Label on a committed layer snapshot: the diff id it holds.
-LAYER_LABEL = "cargohold.layer.diff-id"
 # told the size of each chunk of bytes an image command moves (see cargohold.core.progress)
 Progress = Callable[[int], None]
 
 
-@dataclass(frozen=True)
-class Image:
-    """One image: its id, tags and config (what ``docker image inspect`` shows)."""
-
-    id: str
-    repo_tags: tuple[str, ...]
-    config: Mapping[str, Any]
-    created: str
-    size: int
-    holders: tuple[str, ...] = ()
-
-    @property
-    def short_id(self) -> str:
-        return self.id.removeprefix("sha256:")[:12]
-
-    @property
-    def diff_ids(self) -> tuple[str, ...]:
-        return tuple(self.config.get("rootfs", {}).get("diff_ids") or ())
-
-    def chain_ids(self) -> list[str]:
-        return chain_ids(self.diff_ids)
-
-    @property
-    def run_config(self) -> Mapping[str, Any]:
-        """The ``config`` section: how a container of this image runs."""
-        return self.config.get("config") or {}
-
-    @property
-    def env(self) -> list[str]:
-        return list(self.run_config.get("Env") or [])
-
-    @property
-    def cmd(self) -> list[str]:
-        return list(self.run_config.get("Cmd") or [])
-
-    @property
-    def entrypoint(self) -> list[str]:
-        return list(self.run_config.get("Entrypoint") or [])
-
-    @property
-    def working_dir(self) -> str:
-        return str(self.run_config.get("WorkingDir") or "")
-
-    @property
-    def user(self) -> str:
-        return str(self.run_config.get("User") or "")
-
-    @property
-    def volumes(self) -> list[str]:
-        """The image's ``VOLUME`` paths, sorted."""
-        return sorted(self.run_config.get("Volumes") or {})
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return dict(self.run_config.get("Labels") or {})
-
-    def to_inspect(self) -> dict[str, Any]:
-        """``docker image inspect``'s shape, for the fields cargohold has."""
-        return {
-            "Id": self.id,
-            "RepoTags": list(self.repo_tags),
-            "RepoDigests": [],
-            "Parent": "",
-            "Comment": self.config.get("comment", ""),
-            "Created": self.config.get("created", self.created),
-            "Author": self.config.get("author", ""),
-            "Config": dict(self.run_config),
-            "Architecture": self.config.get("architecture", ""),
-            "Os": self.config.get("os", ""),
-            "Size": self.size,
-            "RootFS": {"Type": "layers", "Layers": list(self.diff_ids)},
-            "Metadata": {"LastTagTime": self.created},
-        }
-
-    def to_summary(self) -> dict[str, Any]:
-        """One item of the Engine API's ``GET /images/json``."""
-        created = self.config.get("created", self.created)
-        try:
-            stamp = int(datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            stamp = 0
-        return {
-            "Id": self.id,
-            "ParentId": "",
-            "RepoTags": list(self.repo_tags) or ["<none>:<none>"],
-            "RepoDigests": [],
-            "Created": stamp,
-            "Size": self.size,
-            "SharedSize": -1,
-            "VirtualSize": self.size,
-            "Labels": self.labels,
-            "Containers": len(self.holders),
-        }
-
-
-@dataclass
-class _StagedImage:
-    config: bytes
-    diff_ids: list[str]
-    tags: list[str]
-
-
-@dataclass
-class _Staging:
-    """Layers written to ``tmp/<id>/`` and images read, waiting to be committed."""
-
-    dir: Path
-    layers: dict[str, tuple[Path, int]] = field(default_factory=dict)
-    images: list[_StagedImage] = field(default_factory=list)
-
-
-class Ingest:
-    """Layers and images arriving from elsewhere (a registry); see `ImageStore.ingest`."""
-
-    def __init__(self, store: ImageStore, staging: _Staging) -> None:
-        self._store = store
-        self._staging = staging
-        self.images: builtins.list[Image] = []
-
-    def has_layer(self, diff_id: str) -> bool:
-        """True (and the layer counted in) if the store already holds ``diff_id``."""
-        try:
-            path = self._store.layer_path(diff_id)
-        except NotFound:
-            return False
-        self._staging.layers.setdefault(diff_id, (path, path.stat().st_size))
-        return True
-
-    def layer(self, stream: Reader, diff_id: str, what: str) -> None:
-        """Stage a layer (plain or gzip tar) whose content must have ``diff_id``.
-
-        Safe to call from several threads at once.
-        """
-        self._store._stage_layer(self._staging, stream, diff_id, what)
-
-    def image(self, config: bytes, diff_ids: Sequence[str], tags: Sequence[str]) -> None:
-        self._staging.images.append(_StagedImage(config, list(diff_ids), list(tags)))
-
-
 # -- the store ---------------------------------------------------------------
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY,
-    config BLOB NOT NULL,
-    created TEXT NOT NULL,
-    size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS image_layers (
-    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    position INTEGER NOT NULL,
-    diff_id TEXT NOT NULL REFERENCES layers(diff_id),
-    PRIMARY KEY (image, position)
-);
-CREATE TABLE IF NOT EXISTS layers (
-    diff_id TEXT PRIMARY KEY,
-    size INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tags (
-    ref TEXT PRIMARY KEY,
-    image TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS holders (
-    image TEXT NOT NULL REFERENCES images(id),
-    holder TEXT NOT NULL,
-    PRIMARY KEY (image, holder)
-);
-"""
-_SCHEMA_VERSION = 1
 
 
 class ImageStore:
@@ -274,7 +102,7 @@ class ImageStore:
         if self._database is None:
             self.blobs.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.root / "tmp").mkdir(mode=0o700, exist_ok=True)
-            self._database = Database(self.root / "images.db", _SCHEMA, version=_SCHEMA_VERSION)
+            self._database = ImageDatabase(self.root / "images.db")
         return self._database
 
     def _db(self) -> sqlite3.Connection:
@@ -297,13 +125,13 @@ class ImageStore:
             os.close(fd)
 
     @contextlib.contextmanager
-    def _staging(self) -> Iterator[_Staging]:
+    def _staging(self) -> Iterator[Staging]:
         """A fresh staging area. Callers hold the store lock, so any other is a crash's."""
         self._setup()
         self._remove_leftovers()
         path = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / "tmp"))
         try:
-            yield _Staging(path)
+            yield Staging(path)
         finally:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -428,56 +256,7 @@ class ImageStore:
 
     # -- ingest ----------------------------------------------------------------
 
-    def _stage_layer(
-        self,
-        staging: _Staging,
-        stream: Reader,
-        expect: str | None,
-        what: str,
-        progress: Progress | None = None,
-    ) -> str:
-        """Decompress ``stream`` into staging; return its diff id (checked if ``expect``).
-
-        ``progress`` is told the size of each chunk read from ``stream``.
-        """
-        import gzip
-        import tarfile
-
-        from cargohold.core.images.archives import GZIP_MAGIC, ZSTD_MAGIC, Counted, Prepend
-        from cargohold.core.images.layers import check_layer
-
-        if progress is not None:
-            stream = Counted(stream, progress)
-        head = stream.read(4)
-        chained: Reader = Prepend(head, stream)
-        if head.startswith(GZIP_MAGIC):
-            chained = gzip.GzipFile(fileobj=cast(IO[bytes], chained), mode="rb")
-        elif head == ZSTD_MAGIC:
-            raise NotSupported(f"{what} is zstd-compressed; cargohold reads plain and gzip layers")
-        out_path = staging.dir / uuid.uuid4().hex
-        plain = hashlib.sha256()
-        size = 0
-        try:
-            with open(out_path, "wb") as out:
-                while chunk := chained.read(1 << 20):
-                    plain.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except (gzip.BadGzipFile, EOFError, zlib.error, tarfile.TarError) as err:
-            raise InvalidArgument(f"{what} is corrupt or truncated: {err}") from None
-        diff_id = f"sha256:{plain.hexdigest()}"
-        if expect is not None and diff_id != expect:
-            raise InvalidArgument(
-                f"{what}: content digest {diff_id} does not match {expect} in the image "
-                "config; the archive is corrupt or was altered"
-            )
-        check_layer(out_path)
-        staging.layers.setdefault(diff_id, (out_path, size))
-        return diff_id
-
-    def _commit(self, staging: _Staging) -> builtins.list[Image]:
+    def _commit(self, staging: Staging) -> builtins.list[Image]:
         """Make staged layers and images visible, all or nothing."""
         added: builtins.list[Path] = []
         try:
@@ -546,12 +325,12 @@ class ImageStore:
                     for item in found.layers:
                         with source.open(item.name) as stream:
                             hashing = Hashing(stream)
-                            self._stage_layer(
+                            stage_layer(
                                 staging, hashing, item.diff_id, f"layer {item.name}", progress
                             )
                             hashing.drain()
                         check_layer_digest(item, hashing.digest)
-                    staging.images.append(_StagedImage(found.config, found.diff_ids, found.tags))
+                    staging.images.append(StagedImage(found.config, found.diff_ids, found.tags))
             except LayerError as err:
                 raise InvalidArgument(f"{path}: {err}") from None
             finally:
@@ -578,24 +357,18 @@ class ImageStore:
         run_config = apply_changes({}, changes)
         with self._locked(), self._staging() as staging:
             if str(path) == "-":
-                diff_id = self._stage_layer(
-                    staging, sys.stdin.buffer, None, "standard input", progress
-                )
+                diff_id = stage_layer(staging, sys.stdin.buffer, None, "standard input", progress)
             else:
                 source_path = Path(path)
                 if not source_path.is_file():
                     raise NotFound(f"rootfs tarball {path} does not exist")
                 with open(source_path, "rb") as f:
-                    diff_id = self._stage_layer(
-                        staging, f, None, f"rootfs tarball {path}", progress
-                    )
+                    diff_id = stage_layer(staging, f, None, f"rootfs tarball {path}", progress)
             config = new_config(run_config, [diff_id], created_by="cargohold image import")
             if message:
                 config["comment"] = message
                 config["history"][-1]["comment"] = message
-            staging.images.append(
-                _StagedImage(dump_config(config), [diff_id], [tag] if tag else [])
-            )
+            staging.images.append(StagedImage(dump_config(config), [diff_id], [tag] if tag else []))
             (image,) = self._commit(staging)
             return image
 
@@ -627,7 +400,7 @@ class ImageStore:
                 )
             if layer is not None:
                 with open(layer, "rb") as f:
-                    diff_id = self._stage_layer(staging, f, None, f"layer {layer}")
+                    diff_id = stage_layer(staging, f, None, f"layer {layer}")
                 diff_ids.append(diff_id)
             base_run = dict(
                 run_config if run_config is not None else (base.run_config if base else {})
@@ -642,7 +415,7 @@ class ImageStore:
                 config["comment"] = comment
             if author:
                 config["author"] = author
-            staging.images.append(_StagedImage(dump_config(config), diff_ids, [tag] if tag else []))
+            staging.images.append(StagedImage(dump_config(config), diff_ids, [tag] if tag else []))
             (image,) = self._commit(staging)
             return image
 
@@ -784,55 +557,7 @@ class ImageStore:
     # -- unpacking into snapshots ----------------------------------------------
 
     def unpacked_chain(self, image: Image, snapshotter: Snapshotter) -> str | None:
-        """Unpack ``image``'s layers into committed snapshots; return the top one's key.
+        """Unpack ``image``'s layers into ``snapshotter``; the top layer's key (see `unpack`)."""
+        from cargohold.core.images.unpack import unpacked_chain
 
-        Each layer is unpacked once per snapshotter, as the committed
-        snapshot named by its chain id; later calls (and images sharing
-        lower layers) reuse it. A container's root filesystem is then
-        ``snapshotter.prepare(container_key, parent=<this key>)``. Returns
-        None for an image without layers (prepare with no parent).
-        """
-        parent: str | None = None
-        for diff_id, chain in zip(image.diff_ids, image.chain_ids(), strict=True):
-            if not snapshotter.exists(chain):
-                lock_name = f"unpack-{snapshotter.name}-{chain.removeprefix('sha256:')}"
-                with self._locked(lock_name):
-                    if not snapshotter.exists(chain):
-                        self._remove_stale_unpacks(snapshotter, diff_id, parent)
-                        self._unpack(snapshotter, diff_id, chain, parent)
-            parent = chain
-        return parent
-
-    def _remove_stale_unpacks(
-        self, snapshotter: Snapshotter, diff_id: str, parent: str | None
-    ) -> None:
-        """Remove half-done unpacks of this layer: under its lock, any is a crash's."""
-
-        def stale(info: Info) -> bool:
-            return (
-                info.kind is Kind.ACTIVE
-                and info.key.startswith("unpack-")
-                and info.parent == parent
-                and info.labels.get(LAYER_LABEL) == diff_id
-            )
-
-        for info in snapshotter.walk(stale):
-            log.info("removing snapshot %s left by an interrupted unpack", info.key)
-            snapshotter.remove(info.key)
-
-    def _unpack(
-        self, snapshotter: Snapshotter, diff_id: str, chain: str, parent: str | None
-    ) -> None:
-        from cargohold.core.images.layers import apply_to_snapshot
-
-        layer = self.layer_path(diff_id)
-        key = new_key("unpack")
-        snapshotter.prepare(key, parent, labels={LAYER_LABEL: diff_id})
-        try:
-            with open(layer, "rb") as stream:
-                apply_to_snapshot(snapshotter, key, stream, self.root / "tmp")
-            snapshotter.commit(chain, key, labels={LAYER_LABEL: diff_id})
-        except BaseException:
-            with contextlib.suppress(CargoholdError, OSError):
-                snapshotter.remove(key)
-            raise
+        return unpacked_chain(self, image, snapshotter)

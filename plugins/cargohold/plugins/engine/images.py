@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from flask import Flask, Response, request
 
 from cargohold.core.api.errors import InvalidArgument
+from cargohold.plugins import shapes
 from cargohold.plugins.engine.wire import answer, flag
 
 if TYPE_CHECKING:
@@ -45,11 +46,11 @@ def register(app: Flask, rt: Runtime) -> None:
 
     @app.route("/images/json", methods=["GET"])
     def image_list() -> Response:
-        return answer([image.to_summary() for image in rt.images.list()])
+        return answer([shapes.image_summary(image) for image in rt.images.list()])
 
     @app.route("/images/<path:ref>/json", methods=["GET"])
     def image_inspect(ref: str) -> Response:
-        return answer(rt.images.get(ref).to_inspect())
+        return answer(shapes.image_inspect(rt.images.get(ref)))
 
     @app.route("/images/<path:ref>", methods=["DELETE"])
     def image_remove(ref: str) -> Response:

@@ -8,7 +8,7 @@ from cargohold.core import hookimpl
 
 if TYPE_CHECKING:
     from cargohold.core.containers.records import Container, Rootfs
-    from cargohold.core.images.store import Image
+    from cargohold.core.images.records import Image
     from cargohold.core.runtime import Runtime
 
 

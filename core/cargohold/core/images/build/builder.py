@@ -36,7 +36,7 @@ from cargohold.core.images.build.parser import (
     split_words,
 )
 from cargohold.core.images.config import normalize_reference
-from cargohold.core.images.store import Image
+from cargohold.core.images.records import Image
 
 if TYPE_CHECKING:
     from cargohold.core.runtime import Runtime

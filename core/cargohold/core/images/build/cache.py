@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cargohold.core.api.errors import NotFound
-from cargohold.core.images.store import Image, ImageStore
+from cargohold.core.images.records import Image
+from cargohold.core.images.store import ImageStore
 from cargohold.core.state.database import Database
 
 _SCHEMA = """
