@@ -439,5 +439,6 @@ def test_server_in_a_child_process() -> None:
         assert child.request_count() >= 2
         child.reset()
         assert [s.name for s in client.list_shares()] == []
+        port = child.port
     with pytest.raises(OSError):  # the child is gone: connection refused
-        http.client.HTTPConnection("127.0.0.1", child.port, timeout=2).request("GET", "/")
+        http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/")
