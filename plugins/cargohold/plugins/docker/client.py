@@ -584,21 +584,10 @@ def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDri
 
 
 def found_volume_drivers() -> list[dict[str, str]]:
-    """The Docker volume plugins ``-d NAME`` would find, for ``cargohold driver ls``.
+    """The Docker volume plugins ``-d NAME`` would find, for ``cargohold driver ls``."""
+    from cargohold.plugins.docker.discovery import listing
 
-    Read off the plugin directories without contacting any plugin (a dead
-    one's socket would cost the engine's 15 s of backoff); ``address`` is
-    where it listens, or ``error`` why its file cannot be used.
-    """
-    from cargohold.plugins.docker.discovery import all_plugins
-
-    rows: list[dict[str, str]] = []
-    for name, found in all_plugins().items():
-        if isinstance(found, CargoholdError):
-            rows.append({"name": name, "address": "", "error": str(found)})
-        else:
-            rows.append({"name": name, "address": found.describe(), "error": ""})
-    return rows
+    return listing()
 
 
 __all__ = [

@@ -168,6 +168,22 @@ def all_plugins(
     return found
 
 
+def listing() -> list[dict[str, str]]:
+    """`all_plugins` as rows: ``name``, and ``address`` (where it listens) or
+    ``error`` (why its file cannot be used).
+
+    Read off the plugin directories without contacting any plugin: a dead
+    one's socket would cost the engine's 15 s of backoff.
+    """
+    rows: list[dict[str, str]] = []
+    for name, found in all_plugins().items():
+        if isinstance(found, InvalidArgument):
+            rows.append({"name": name, "address": "", "error": str(found)})
+        else:
+            rows.append({"name": name, "address": found.describe(), "error": ""})
+    return rows
+
+
 def require_plugin(name: str) -> PluginAddress:
     """`find_plugin`, raising `NotFound` with every place that was searched."""
     found = find_plugin(name)

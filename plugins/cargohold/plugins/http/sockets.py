@@ -43,9 +43,10 @@ def claim_unix_socket(
 ) -> None:
     """Make ``path`` free to bind: remove a dead server's socket, refuse anything else.
 
-    ``kind`` names the socket in messages ("plugin socket"); ``remedy`` ends the refusal of a live socket: what the user can do instead
-    (such as "stop it, or pick another --name"). With ``make_parent``, a
-    missing parent directory is created (mode 0755).
+    ``kind`` names the socket in messages ("plugin socket"); ``remedy`` ends
+    the refusal of a live socket: what the user can do instead (such as "stop
+    it, or pick another --name"). With ``make_parent``, a missing parent
+    directory is created (mode 0755).
     """
     try:
         mode = path.lstat().st_mode
