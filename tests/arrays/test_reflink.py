@@ -84,8 +84,8 @@ def test_snapshot_and_clone_share_blocks_on_xfs(on_xfs: tuple[Runtime, Path]) ->
         data = (rt.volumes.mount(other, "m") / "data").read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha
     (path / "data").write_bytes(b"overwritten")  # unshares the source's blocks only
-    data = (rt.volumes.path(clone) or Path("/")) / "data"
-    assert hashlib.sha256(data.read_bytes()).hexdigest() == sha
+    in_clone = (rt.volumes.path(clone) or Path("/")) / "data"
+    assert hashlib.sha256(in_clone.read_bytes()).hexdigest() == sha
 
 
 def test_without_reflinks_a_snapshot_is_a_sparse_copy(state_dir: Path) -> None:
