@@ -15,7 +15,7 @@ import click
 
 from cargohold.core import InvalidArgument, hookimpl
 
-WORKLOAD_NAMES = ("lifecycle", "protocol", "data", "concurrent", "layers")
+WORKLOAD_NAMES = ("lifecycle", "protocol", "data", "arrays", "concurrent", "layers")
 
 
 @hookimpl

@@ -67,6 +67,16 @@ class VolumeTarget:
     options: Mapping[str, str] = field(default_factory=dict)
     #: set for targets over the protocol: where to time Get and the no-op floor
     address: PluginAddress | None = None
+    #: the driver keeps snapshots and clones (the arrays workload applies)
+    snapshots: bool = False
+
+    @property
+    def size_mb(self) -> int:
+        """The volumes' ``size`` option in MiB (64 when not given), for the arrays floor."""
+        from cargohold.core import parse_size
+
+        size = self.options.get("size")
+        return max(1, parse_size(size) >> 20) if size else 64
 
     def create(self, volume: str) -> None:
         self.volumes.create(volume, self.driver, self.options)
@@ -79,6 +89,15 @@ class VolumeTarget:
 
     def remove(self, volume: str) -> None:
         self.volumes.remove(volume)
+
+    def snapshot(self, volume: str, snapshot: str) -> None:
+        self.volumes.snapshot(volume, snapshot)
+
+    def remove_snapshot(self, volume: str, snapshot: str) -> None:
+        self.volumes.remove_snapshot(volume, snapshot)
+
+    def clone(self, source: str, volume: str) -> None:
+        self.volumes.create(volume, self.driver, {**self.options, "from": source})
 
 
 class LayerTarget:
@@ -269,7 +288,9 @@ def _one(
         return LayerTarget(spec, runtime.snapshotters.get(name))
     if spec in known:
         opts = _option_map([spec], options) or _example(runtime, spec, workdir)
-        return VolumeTarget(spec, "driver", runtime.volumes, spec, opts)
+        caps = known[spec].capabilities
+        keeps = caps.snapshot and caps.clone
+        return VolumeTarget(spec, "driver", runtime.volumes, spec, opts, snapshots=keeps)
     address = address_for(spec)
     alias = f"chbench-plugin-{secrets.token_hex(3)}"
     finder.addresses[alias] = address

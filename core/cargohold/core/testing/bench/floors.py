@@ -94,3 +94,17 @@ def filesystem_of(path: Path) -> str:
         if inside and len(point) >= len(best):
             best, kind = point, fields[2]
     return kind
+
+
+def mounts_of_same_filesystem(path: Path) -> list[Path]:
+    """Mount points of the filesystem holding ``path`` (same device in mountinfo)."""
+    entries = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        entries.append((fields[2], Path(fields[4].replace("\\040", " "))))
+    resolved = path.resolve()
+    holding = [(dev, p) for dev, p in entries if resolved == p or p in resolved.parents]
+    if not holding:
+        return []
+    device = max(holding, key=lambda e: len(str(e[1])))[0]
+    return [p for dev, p in entries if dev == device]
