@@ -174,6 +174,7 @@ class CloudDriver(VolumeDriver):
     def remove(self, name: str, opts: Mapping[str, Any]) -> None:
         home = self._existing(name)
         self._stop_ticker(name)
+        self.workers.cancel(name)  # this flush is the last; a waiting worker gives up
         engine = self.engine(name, opts)
         try:
             with self._errors(name, engine.backend, "remove"), self._waiting(name, engine):
@@ -181,12 +182,17 @@ class CloudDriver(VolumeDriver):
                     _delete_all(engine.backend)
                 elif not opts.get("readonly"):
                     engine.flush()  # never drop a byte not yet written back
+                with contextlib.suppress(OSError):
+                    readonly.unbind(home / "ro")
+                # still under the flush lock: nobody writes into the home while it goes
+                (home / "volume.json").unlink()
+                shutil.rmtree(home)
+        except BaseException:
+            self.workers.uncancel(name)  # the volume stays: so does its write-back
+            raise
         finally:
             engine.close()
             engine.backend.close()
-        with contextlib.suppress(OSError):
-            readonly.unbind(home / "ro")
-        shutil.rmtree(home)
 
     # -- mount / unmount ----------------------------------------------------------------
 

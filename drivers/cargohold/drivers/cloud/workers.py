@@ -34,6 +34,7 @@ class Workers:
         self._again: set[str] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._cancelled: set[str] = set()
 
     def running(self, name: str) -> bool:
         with self._lock:
@@ -48,13 +49,15 @@ class Workers:
             engine = self.driver.engine(name, opts)
             try:
                 with engine.locked(timeout=0):
-                    engine.stage()
+                    if engine.stage() == 0:
+                        return  # nothing changed: no write-back to run
             except LockTimeout:
                 pass  # a flush is running (here or elsewhere): it stages again when done
             finally:
                 engine.close()
                 engine.backend.close()
         with self._lock:
+            self._cancelled.discard(name)
             thread = self._threads.get(name)
             if thread is not None and thread.is_alive():
                 self._again.add(name)
@@ -66,6 +69,15 @@ class Workers:
                 thread.start()
         if join and thread is not None:
             thread.join()
+
+    def cancel(self, name: str) -> None:
+        """Stop writing ``name`` back (it is being removed): no more attempts start."""
+        with self._lock:
+            self._cancelled.add(name)
+
+    def uncancel(self, name: str) -> None:
+        with self._lock:
+            self._cancelled.discard(name)
 
     def wait(self, name: str, timeout: float | None = None) -> None:
         """Wait for this process's worker on ``name``, if any, to finish."""
@@ -85,6 +97,8 @@ class Workers:
                 break
             try:
                 with engine.locked():
+                    if name in self._cancelled or not (engine.home / "volume.json").exists():
+                        break  # the volume is being removed, or is gone
                     engine.flush()
                 delay = 1.0
                 with self._lock:
