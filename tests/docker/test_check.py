@@ -22,7 +22,8 @@ import pytest
 
 from cargohold.core import InvalidArgument, Runtime, VolumeDriver, hookimpl
 from cargohold.core.api.volume_driver import DriverContext
-from cargohold.core.testing.volume_drivers import Harness, VolumeDriverConformance, new_name
+from cargohold.core.testing.harness import Harness, new_name
+from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 from cargohold.plugins.docker.client import BACKOFF_ENV, connect
 from cargohold.plugins.docker.discovery import SOCKET_DIR_ENV, PluginAddress
 from cargohold.plugins.docker.plugin_checks import run_checks
