@@ -226,6 +226,7 @@ def seed(svc: FileService, share: str, path: str, data: bytes) -> str:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops bursts of parallel connects
     block_on_close = False
     service: FileService
     endpoint: str

@@ -213,6 +213,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog of 5 drops bursts of parallel connects
     allow_reuse_address = True
     block_on_close = False
     proxy: FaultProxy
