@@ -36,9 +36,9 @@ Crash-safe uploads
     the parts done, a GCS resumable session URL, the Azure ranges written) after
     each chunk, and calls `Checkpoint.load` first to pick up a previous attempt
     after a crash. The object must never be visible with partial content: S3
-    multipart and GCS resumable uploads only appear on completion; Azure Files
-    writes ranges in place, so its backend holds a lease while writing and the
-    engine never lists a file it is writing as synced.
+    multipart and GCS resumable uploads only appear on completion; Azure Files,
+    whose ranges land in place, writes a hidden temporary file and renames it
+    over the target when whole (and never lists temporary files).
 
 Errors
     Raise `PreconditionFailed` when an `Expect` does not hold, `RemoteNotFound`
