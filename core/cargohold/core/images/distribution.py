@@ -218,7 +218,8 @@ class Registry:
         self.insecure = host in set(insecure) or is_loopback(host)
         self.timeout = timeout
         self.scheme: str | None = None
-        self._context = self._ssl_context([Path(d) for d in cert_dirs])
+        self._cert_dirs = [Path(d) for d in cert_dirs]
+        self._verifying: ssl.SSLContext | None = None
         self._local = threading.local()
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -232,9 +233,16 @@ class Registry:
     def _fail(self, message: str) -> str:
         return redact(message, self._secrets())
 
-    def _ssl_context(self, cert_dirs: list[Path]) -> ssl.SSLContext:
+    @property
+    def _context(self) -> ssl.SSLContext:
+        """The verifying TLS context, built on first use (loading the CAs takes ~0.2 s)."""
+        if self._verifying is None:
+            self._verifying = self._ssl_context()
+        return self._verifying
+
+    def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
-        for base in cert_dirs:
+        for base in self._cert_dirs:
             folder = base / self.endpoint
             for ca in sorted(folder.glob("*.crt")) if folder.is_dir() else ():
                 context.load_verify_locations(cafile=str(ca))
@@ -263,18 +271,18 @@ class Registry:
 
     def _probe_scheme(self) -> str:
         """HTTPS, or HTTP for an insecure host that does not speak TLS at all."""
-        conn = http.client.HTTPSConnection(
-            self.endpoint, timeout=self.timeout, context=self._context
-        )
+        context = self._context
+        if self.insecure:
+            # only "does it speak TLS?": the real connections verify the certificate
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(self.endpoint, timeout=self.timeout, context=context)
         try:
             conn.connect()
             return "https"
         except ssl.SSLCertVerificationError as err:
-            raise Unavailable(
-                f"registry {self.host}: its TLS certificate is not trusted ({err.verify_message});"
-                f" put the CA certificate in /etc/docker/certs.d/{self.endpoint}/ca.crt or "
-                f"<state dir>/certs.d/{self.endpoint}/ca.crt"
-            ) from None
+            raise self._untrusted(err) from None
         except (ssl.SSLError, ConnectionResetError) as err:
             if self.insecure:
                 return "http"
@@ -287,8 +295,12 @@ class Registry:
         finally:
             conn.close()
 
-    def url(self, path: str) -> str:
-        return f"{self.scheme or 'https'}://{self.endpoint}{path}"
+    def _untrusted(self, err: ssl.SSLCertVerificationError) -> Unavailable:
+        return Unavailable(
+            f"registry {self.host}: its TLS certificate is not trusted ({err.verify_message}); "
+            f"put the CA certificate in /etc/docker/certs.d/{self.endpoint}/ca.crt or "
+            f"<state dir>/certs.d/{self.endpoint}/ca.crt"
+        )
 
     # -- requests ----------------------------------------------------------------------
 
@@ -363,6 +375,8 @@ class Registry:
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 if retry:  # a kept-alive connection the server had closed: once more, fresh
                     raise Unavailable(f"registry {self.host} closed the connection") from None
+            except ssl.SSLCertVerificationError as err:
+                raise self._untrusted(err) from None
             except ssl.SSLError as err:
                 raise Unavailable(f"TLS with registry {self.host} failed: {err}") from None
             except (OSError, http.client.HTTPException) as err:
