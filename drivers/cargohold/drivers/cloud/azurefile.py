@@ -378,7 +378,8 @@ class AzureFileBackend(Backend):
                     cls=lambda _resp, _body, h: headers.update(h),
                 )
             except ResourceExistsError:
-                self._discard(tmp)
+                with contextlib.suppress(AzureError):
+                    tmp.delete_file()
                 raise PreconditionFailed(
                     f"{what}: the file was created remotely meanwhile"
                 ) from None
@@ -464,10 +465,6 @@ class AzureFileBackend(Backend):
 
     def _put_range(self, tmp: ShareFileClient, piece: bytes, offset: int, what: str) -> None:
         self._call(what, lambda: tmp.upload_range(piece, offset, len(piece)))
-
-    def _discard(self, tmp: ShareFileClient) -> None:
-        with contextlib.suppress(AzureError):
-            tmp.delete_file()
 
     def make_dir(self, path: str, *, expect: Expect = ABSENT) -> str:
         full = self._full(path)
