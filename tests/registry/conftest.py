@@ -13,6 +13,7 @@ import pytest
 from ..docker.tlsfiles import make_tls_files
 from ..realdocker import DockerEngine
 from .server import RegistryServer, registry_missing_reason, start_registry, stop_registry
+from .tokenserver import ISSUER, SERVICE, TokenServer
 
 CARGOHOLD = Path(sys.executable).parent / "cargohold"
 USER = "tester"
@@ -76,6 +77,28 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
         yield server
     finally:
         stop_registry(server)
+
+
+@pytest.fixture(scope="session")
+def token_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RegistryServer, TokenServer]]:
+    """A registry behind a token server (``WWW-Authenticate: Bearer``), plain HTTP."""
+    reason = registry_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("token-registry")
+    tokens = TokenServer(root, USER, PASSWORD)
+    try:
+        server = start_registry(
+            root / "registry", token=(tokens.realm, SERVICE, ISSUER, tokens.bundle)
+        )
+        try:
+            yield server, tokens
+        finally:
+            stop_registry(server)
+    finally:
+        tokens.stop()
 
 
 @pytest.fixture(scope="session")

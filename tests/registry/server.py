@@ -75,8 +75,9 @@ def start_registry(
     user: str | None = None,
     password: str | None = None,
     tls: tuple[Path, Path, Path] | None = None,
+    token: tuple[str, str, str, Path] | None = None,
 ) -> RegistryServer:
-    """``tls`` is (ca, certificate, key)."""
+    """``tls`` is (ca, certificate, key); ``token`` (realm, service, issuer, cert bundle)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
@@ -100,6 +101,16 @@ def start_registry(
             "  htpasswd:",
             "    realm: cargohold-test",
             f"    path: {root / 'htpasswd'}",
+        ]
+    if token is not None:
+        realm, service, issuer, bundle = token
+        lines += [
+            "auth:",
+            "  token:",
+            f"    realm: {realm}",
+            f"    service: {service}",
+            f"    issuer: {issuer}",
+            f"    rootcertbundle: {bundle}",
         ]
     (root / "config.yml").write_text("\n".join(lines) + "\n")
     log = open(root / "registry.log", "ab")  # noqa: SIM115 - lives as long as the registry

@@ -10,6 +10,7 @@ import pytest
 
 from .conftest import PASSWORD, USER, cargohold, ok, trust
 from .server import RegistryServer
+from .tokenserver import TokenServer
 
 pytestmark = pytest.mark.root
 
@@ -83,3 +84,34 @@ def test_login_push_pull_logout(auth_registry: RegistryServer, tmp_path: Path) -
     ok(cargohold("rmi", name, state=other))
     refused = cargohold("pull", name, state=other)
     assert refused.returncode == 1 and "unauthorized" in refused.stderr
+
+
+def test_bearer_token_flow(
+    token_registry: tuple[RegistryServer, TokenServer], tmp_path: Path
+) -> None:
+    """Anonymous pulls get a pull token; a push needs a login; a wrong password is refused."""
+    server, tokens = token_registry
+    state = tmp_path / "state"
+    name = f"{server.host}/team/tool:1"
+    _image(state, tmp_path, name)
+    anonymous = cargohold("push", name, state=state)
+    assert anonymous.returncode == 1
+    assert "(HTTP 401)" in anonymous.stderr or "(HTTP 403)" in anonymous.stderr
+
+    wrong = cargohold(
+        "login", "-u", USER, "--password-stdin", server.host, state=state, input="wrong"
+    )
+    assert wrong.returncode == 1
+    assert "incorrect username or password" in wrong.stderr and "wrong" not in wrong.stdout
+    ok(cargohold("login", "-u", USER, "--password-stdin", server.host, state=state, input=PASSWORD))
+    assert "Pushed" in ok(cargohold("push", name, state=state))
+    assert any(
+        r["user"] == USER and "repository:team/tool:pull,push" in r["scopes"]
+        for r in tokens.requests
+    )
+
+    reader = tmp_path / "reader"  # no login: the token server grants pull
+    assert "Pull complete" in ok(cargohold("pull", name, state=reader))
+    assert any(
+        r["user"] is None and r["scopes"] == ["repository:team/tool:pull"] for r in tokens.requests
+    )

@@ -134,22 +134,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def registry_error(status: int, body: bytes, what: str) -> CargoholdError:
-    """The registry's own error text (``{"errors": [{code, message}]}``) as our error."""
-    detail = ""
+def _detail(body: bytes) -> str:
+    """The error text of a registry (``{"errors": [{code, message}]}``) or token server
+    (``{"details": ...}``) answer."""
     try:
-        errors = json.loads(body).get("errors") or []
-        detail = "; ".join(
+        parsed = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if not isinstance(parsed, dict):
+        return ""
+    errors = parsed.get("errors") or []
+    if isinstance(errors, list) and errors:
+        return "; ".join(
             f"{e.get('code', '').lower().replace('_', ' ')}: {e.get('message', '')}".strip(": ")
             for e in errors
             if isinstance(e, dict)
         )
-    except (ValueError, AttributeError):
-        detail = body[:200].decode("utf-8", "replace").strip()
+    return str(parsed.get("details") or parsed.get("message") or parsed.get("error") or "")
+
+
+def registry_error(
+    status: int, body: bytes, what: str, *, logged_in: bool = False
+) -> CargoholdError:
+    """The registry's own error text as our error, with what to do about it."""
+    detail = _detail(body)
     if not detail and status == 401:
         detail = "unauthorized: authentication required"
     message = f"{what}: {detail or http.client.responses.get(status, 'error')} (HTTP {status})"
     if status == 401:
+        if logged_in:
+            return Unauthorized(f"{message}; check the user name and password")
         return Unauthorized(message + "; log in with 'cargohold login REGISTRY'")
     if status == 403:
         return Unauthorized(message + "; the credentials do not allow this")
@@ -335,7 +349,9 @@ class Registry:
                 continue
             if response.status not in expected:
                 data = response.read()  # (also for HEAD: frees the connection)
-                failure = registry_error(response.status, data, what or path)
+                failure = registry_error(
+                    response.status, data, what or path, logged_in=self.credentials is not None
+                )
                 raise type(failure)(self._fail(str(failure)))
             return response
         raise Unavailable(self._fail(f"{what or path}: too many redirects or auth rounds"))
@@ -437,7 +453,12 @@ class Registry:
         finally:
             conn.close()
         if raw.status != 200:
-            failure = registry_error(raw.status, data, f"token server of {self.host}")
+            failure = registry_error(
+                raw.status,
+                data,
+                f"token server of {self.host}",
+                logged_in=self.credentials is not None,
+            )
             raise type(failure)(self._fail(str(failure)))
         try:
             answer = json.loads(data)
