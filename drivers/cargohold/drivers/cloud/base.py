@@ -152,7 +152,8 @@ class CloudDriver(VolumeDriver):
                 raise InvalidArgument(
                     f"volume {name}: mode={mode!r} is not octal (e.g. 0775)"
                 ) from None
-        if int(opts.get("concurrency") or 8) < 1:
+        concurrency = opts.get("concurrency")
+        if concurrency is not None and int(concurrency) < 1:
             raise InvalidArgument(f"volume {name}: concurrency must be at least 1")
         backend = self.open_backend(name, opts)
         try:
@@ -202,6 +203,9 @@ class CloudDriver(VolumeDriver):
         if ro and readonly.is_mounted(home / "ro"):
             return home / "ro"  # mounted before a crash of the service: the same path
         self._stop_ticker(name)
+        # this mount writes back what is pending itself: a worker still waiting for the
+        # lock must not start flushing once the container is writing
+        self.workers.cancel(name)
         engine = self.engine(name, opts)
         try:
             with self._errors(name, engine.backend, "mount"), self._waiting(name, engine):
@@ -209,6 +213,7 @@ class CloudDriver(VolumeDriver):
                     engine.flush()  # changes left by a crash go up before anything comes down
                 engine.fetch(opts.get("cache_limit"))
         finally:
+            self.workers.uncancel(name)
             engine.close()
             engine.backend.close()
         if ro:
