@@ -188,9 +188,6 @@ class CloudDriver(VolumeDriver):
                 # still under the flush lock: nobody writes into the home while it goes
                 (home / "volume.json").unlink()
                 shutil.rmtree(home)
-        except BaseException:
-            self.workers.uncancel(name)  # the volume stays: so does its write-back
-            raise
         finally:
             engine.close()
             engine.backend.close()
@@ -213,7 +210,6 @@ class CloudDriver(VolumeDriver):
                     engine.flush()  # changes left by a crash go up before anything comes down
                 engine.fetch(opts.get("cache_limit"))
         finally:
-            self.workers.uncancel(name)
             engine.close()
             engine.backend.close()
         if ro:

@@ -34,7 +34,8 @@ class Workers:
         self._again: set[str] = set()
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._cancelled: set[str] = set()
+        # bumped by `cancel`: a worker started under an older epoch stops
+        self._epochs: dict[str, int] = {}
 
     def running(self, name: str) -> bool:
         with self._lock:
@@ -57,13 +58,13 @@ class Workers:
                 engine.close()
                 engine.backend.close()
         with self._lock:
-            self._cancelled.discard(name)
             thread = self._threads.get(name)
             if thread is not None and thread.is_alive():
                 self._again.add(name)
             elif not self._closing.is_set():
+                epoch = self._epochs.get(name, 0)
                 thread = threading.Thread(
-                    target=self._run, args=(name, dict(opts)), name=f"write-back-{name}"
+                    target=self._run, args=(name, dict(opts), epoch), name=f"write-back-{name}"
                 )
                 self._threads[name] = thread
                 thread.start()
@@ -71,13 +72,14 @@ class Workers:
             thread.join()
 
     def cancel(self, name: str) -> None:
-        """Stop writing ``name`` back (it is being removed): no more attempts start."""
-        with self._lock:
-            self._cancelled.add(name)
+        """A mount or remove takes over: a running worker stops at its next attempt.
 
-    def uncancel(self, name: str) -> None:
+        (An attempt in progress finishes; the caller waits for it through the flush lock.)
+        """
         with self._lock:
-            self._cancelled.discard(name)
+            self._epochs[name] = self._epochs.get(name, 0) + 1
+            if self._threads.get(name) is not None:
+                self._again.discard(name)
 
     def wait(self, name: str, timeout: float | None = None) -> None:
         """Wait for this process's worker on ``name``, if any, to finish."""
@@ -86,7 +88,7 @@ class Workers:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
-    def _run(self, name: str, opts: dict[str, Any]) -> None:
+    def _run(self, name: str, opts: dict[str, Any], epoch: int) -> None:
         secrets = [str(opts[o.name]) for o in self.driver.options if o.secret and opts.get(o.name)]
         delay = 1.0
         while True:
@@ -97,8 +99,16 @@ class Workers:
                 break
             try:
                 with engine.locked():
-                    if name in self._cancelled or not (engine.home / "volume.json").exists():
-                        break  # the volume is being removed, or is gone
+                    with self._lock:
+                        current = self._epochs.get(name, 0)
+                        if current != epoch and name in self._again:
+                            # taken over, then handed back (an unmount after the mount)
+                            self._again.discard(name)
+                            epoch = current
+                    if current != epoch:
+                        break  # a mount or remove took over this volume's write-back
+                    if not (engine.home / "volume.json").exists():
+                        break  # the volume is gone
                     engine.flush()
                 delay = 1.0
                 with self._lock:
