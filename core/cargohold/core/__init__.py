@@ -34,14 +34,6 @@ from cargohold.core.api.errors import (
 )
 from cargohold.core.api.hookspecs import PROJECT
 from cargohold.core.api.registration import KnownImplementation
-from cargohold.core.api.snapshots import (
-    ApplyTarget,
-    Kind,
-    SnapshotContext,
-    SnapshotDriver,
-    SnapshotMount,
-    Usage,
-)
 from cargohold.core.api.volume_driver import (
     Capabilities,
     DriverContext,
@@ -51,17 +43,33 @@ from cargohold.core.api.volume_driver import (
     parse_size,
 )
 
-# The services are imported on first use: a plugin module that only needs
-# `hookimpl` must not pay for them at every command's start-up. The type
+# The snapshot contract and the services are imported on first use: a plugin
+# module that only needs `hookimpl` must not pay for them at every command's
+# start-up. The type
 # checker sees plain imports (and no __getattr__, so a misspelt name is
 # still an error).
 if TYPE_CHECKING:
     from cargohold.core.api.container_mounts import MountSpec, PreparedMount
     from cargohold.core.api.events import VolumeEvent
+    from cargohold.core.api.snapshots import (
+        ApplyTarget,
+        Kind,
+        SnapshotContext,
+        SnapshotDriver,
+        SnapshotMount,
+        Usage,
+    )
     from cargohold.core.runtime import Runtime
     from cargohold.core.volumes.service import Volume, VolumeService
 else:
+    _SNAPSHOTS = "cargohold.core.api.snapshots"
     _LAZY = {
+        "ApplyTarget": _SNAPSHOTS,
+        "Kind": _SNAPSHOTS,
+        "SnapshotContext": _SNAPSHOTS,
+        "SnapshotDriver": _SNAPSHOTS,
+        "SnapshotMount": _SNAPSHOTS,
+        "Usage": _SNAPSHOTS,
         "MountSpec": "cargohold.core.api.container_mounts",
         "PreparedMount": "cargohold.core.api.container_mounts",
         "Runtime": "cargohold.core.runtime",
