@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from ..containers.conftest import busybox_rootfs, rt  # noqa: F401 - fixtures of the daemon
 from ..docker.tlsfiles import make_tls_files
+from ..engine_api.conftest import daemon  # noqa: F401 - a cargohold daemon, for the docker CLI
 from ..realdocker import DockerEngine
 from .server import RegistryServer, registry_missing_reason, start_registry, stop_registry
 from .tokenserver import ISSUER, SERVICE, TokenServer

@@ -25,7 +25,13 @@ from cargohold.core.api.errors import CargoholdError, InvalidArgument, NotFound,
 from cargohold.core.images.blobindex import Blob, BlobIndex
 from cargohold.core.images.config import host_architecture, parse_json
 from cargohold.core.images.credentials import open_registry
-from cargohold.core.images.distribution import Registry, RemoteReference, parse_remote, pull_scope
+from cargohold.core.images.distribution import (
+    Credentials,
+    Registry,
+    RemoteReference,
+    parse_remote,
+    pull_scope,
+)
 from cargohold.core.images.ingest import Ingest
 from cargohold.core.images.layer_progress import LayerProgress
 from cargohold.core.images.records import Image
@@ -232,12 +238,16 @@ def pull(
     insecure: tuple[str, ...] = (),
     progress: LayerProgress | None = None,
     jobs: int = JOBS,
+    credentials: Credentials | None = None,
 ) -> PullResult:
-    """Pull ``ref`` (``[registry/]name[:tag|@digest]``) into ``store``."""
+    """Pull ``ref`` (``[registry/]name[:tag|@digest]``) into ``store``.
+
+    ``credentials`` replace the stored login (the Engine API passes the client's).
+    """
     remote = parse_remote(ref)
     show = progress or LayerProgress(quiet=True)
     wanted = parse_platform(platform)
-    registry = open_registry(state_dir, remote.registry, insecure=insecure)
+    registry = open_registry(state_dir, remote.registry, insecure=insecure, credentials=credentials)
     try:
         if remote.tag is None and remote.digest is None:
             show.message("Using default tag: latest")

@@ -26,6 +26,7 @@ from cargohold.core.images.blobindex import Blob, BlobIndex
 from cargohold.core.images.config import normalize_reference
 from cargohold.core.images.credentials import open_registry
 from cargohold.core.images.distribution import (
+    Credentials,
     Registry,
     RemoteReference,
     parse_remote,
@@ -196,8 +197,12 @@ def push(
     insecure: tuple[str, ...] = (),
     progress: LayerProgress | None = None,
     jobs: int = JOBS,
+    credentials: Credentials | None = None,
 ) -> PushResult:
-    """Push the image tagged ``ref`` (``[registry/]name[:tag]``) to its registry."""
+    """Push the image tagged ``ref`` (``[registry/]name[:tag]``) to its registry.
+
+    ``credentials`` replace the stored login (the Engine API passes the client's).
+    """
     if "@" in ref:
         raise InvalidArgument(f"cannot push by digest ({ref}): push a name[:tag]")
     normal = normalize_reference(ref)
@@ -206,7 +211,7 @@ def push(
     image = store.get(normal)
     config = store.config_bytes(image.id)
     show.message(f"The push refers to repository [{remote.registry}/{remote.repository}]")
-    registry = open_registry(state_dir, remote.registry, insecure=insecure)
+    registry = open_registry(state_dir, remote.registry, insecure=insecure, credentials=credentials)
     index = BlobIndex(store.root)
     cancel = threading.Event()
     try:

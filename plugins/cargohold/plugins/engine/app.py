@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, Response, request
 
-from cargohold.plugins.engine import containers, execs, images, volumes
+from cargohold.plugins.engine import containers, execs, images, images_remote, volumes
 from cargohold.plugins.engine.wire import (
     API_VERSION,
     MAX_BODY,
@@ -93,5 +93,6 @@ def create_app(rt: Runtime) -> Flask:
     containers.register(app, rt)
     execs.register(app, rt)
     images.register(app, rt)
+    images_remote.register(app, rt)  # after images: it extends /images/create
     app.wsgi_app = VersionPrefix(app.wsgi_app)  # type: ignore[method-assign]
     return app
