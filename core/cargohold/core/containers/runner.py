@@ -155,8 +155,6 @@ def _enter(spec: ProcessSpec, report_fd: int) -> int:
     _mount_system(root, spec.network)
     for prepared in sorted(spec.mounts, key=lambda m: m.target.count("/")):
         _mount_one(root, prepared)
-    if spec.readonly:
-        mounts.mount("none", root, None, mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_RDONLY)
     os.chdir(root)
     _sys(libc.syscall(_SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     mounts.umount(".", detach=True)
@@ -168,6 +166,8 @@ def _enter(spec: ProcessSpec, report_fd: int) -> int:
     uid, gid, groups, home = resolve_user(spec.user)
     env.setdefault("HOME", home)
     _make_workdir(spec.workdir, uid, gid)
+    if spec.readonly:  # after the working directory is made, as runc does
+        mounts.mount("none", "/", None, mounts.MS_BIND | mounts.MS_REMOUNT | mounts.MS_RDONLY)
     os.setgroups(groups)
     os.setgid(gid)
     os.setuid(uid)

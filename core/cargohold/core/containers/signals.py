@@ -16,13 +16,13 @@ def number(text: str) -> int:
     if text.isdigit():
         value = int(text)
         if not 0 < value < signal.NSIG:
-            raise ValueError(f"invalid signal: {text}")
+            raise ValueError(f"Invalid signal: {text}")
         return value
     name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
     try:
         return int(signal.Signals[name])
     except KeyError:
-        raise ValueError(f"invalid signal: {text}") from None
+        raise ValueError(f"Invalid signal: {text}") from None
 
 
 @contextlib.contextmanager

@@ -204,6 +204,8 @@ class Supervisor:
             )
             if attach and stdio.master is not None:
                 stack.enter_context(attached.terminal(stdio.master))
+            if not attach and stdio.stdin is not None:  # listening before the state says running
+                stack.enter_context(_serve_attach(container.id, stdio))
             try:
                 pid = runner.spawn(proc_spec, stdio.child_out, stdio.child_err, stdio.child_in)
             except runner.StartError as err:
@@ -228,8 +230,6 @@ class Supervisor:
                 stack.enter_context(signals.forwarded(pid))
                 if stdio.stdin is not None:
                     attached.copy_stdin(stdio.stdin, stdio.close_stdin)
-            elif stdio.stdin is not None:
-                stack.enter_context(_serve_attach(container.id, stdio))
             if on_started is not None:
                 on_started(container)
             logs.pump(stdio.streams, logfile, echo=_echo if attach else None)

@@ -16,10 +16,12 @@ import json
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
 
+from cargohold.core.api.container_mounts import VOLUME, MountSpec
 from cargohold.core.api.errors import Conflict, InvalidArgument, NotFound
 from cargohold.core.containers import logs, signals
 from cargohold.core.containers.records import Container, StartFailed
@@ -94,9 +96,9 @@ def register(app: Flask, rt: Runtime) -> None:
 
     @app.route("/containers/<ref>/kill", methods=["POST"])
     def container_kill(ref: str) -> Response:
+        number = _signal("signal", "KILL")  # checked first, as dockerd does
         svc = service()
         found = svc.get(ref)
-        number = _signal("signal", "KILL")
         if not found.state.running:
             raise Conflict(f"Cannot kill container: {ref}: container {found.id} is not running")
         svc.kill(found.id, number)
@@ -200,7 +202,8 @@ def create_arguments(body: Mapping[str, Any], name: str | None) -> dict[str, Any
     image = body.get("Image")
     if not isinstance(image, str) or not image:
         raise InvalidArgument("config.Image is required: the image to create the container from")
-    host = body.get("HostConfig") or {}
+    host = body.get("HostConfig")
+    host = {} if host is None else host
     if not isinstance(host, Mapping):
         raise InvalidArgument(f"HostConfig must be an object, not a JSON {json_kind(host)}")
     binds = _strings(host.get("Binds"), "HostConfig.Binds")
@@ -217,6 +220,9 @@ def create_arguments(body: Mapping[str, Any], name: str | None) -> dict[str, Any
         [f"{path}:{opts}" if opts else path for path, opts in tmpfs.items()],
         _strings(host.get("VolumesFrom"), "HostConfig.VolumesFrom"),
     )
+    driver = _string(host.get("VolumeDriver"), "HostConfig.VolumeDriver")
+    if driver:  # --volume-driver: for the volumes of -v and the image that name none
+        specs = [_with_driver(spec, driver) for spec in specs]
     network = host.get("NetworkMode") or ""
     if not isinstance(network, str):
         raise InvalidArgument("HostConfig.NetworkMode must be a string")
@@ -243,6 +249,12 @@ def create_arguments(body: Mapping[str, Any], name: str | None) -> dict[str, Any
         "stdin_open": bool(body.get("OpenStdin")),
         "tty": bool(body.get("Tty")),
     }
+
+
+def _with_driver(spec: MountSpec, driver: str) -> MountSpec:
+    if spec.type != VOLUME or "driver" in spec.options:
+        return spec
+    return replace(spec, options={**spec.options, "driver": driver})
 
 
 def _mount_flag(m: Mapping[str, Any]) -> str:
