@@ -27,7 +27,7 @@ import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +177,7 @@ def registry_error(
 @dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
 
     def basic(self) -> str:
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
