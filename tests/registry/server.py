@@ -25,10 +25,21 @@ def registry_missing_reason() -> str | None:
     return None
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return int(s.getsockname()[1])
+
+
+def outward_address() -> str | None:
+    """This machine's address on its default route (no packet is sent), if not loopback."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 @dataclass
@@ -36,13 +47,14 @@ class RegistryServer:
     root: Path
     port: int
     process: subprocess.Popen[bytes]
+    address: str
     tls_ca: Path | None = None
     user: str | None = None
     password: str | None = None
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def storage(self) -> Path:
@@ -76,10 +88,11 @@ def start_registry(
     password: str | None = None,
     tls: tuple[Path, Path, Path] | None = None,
     token: tuple[str, str, str, Path] | None = None,
+    address: str = "127.0.0.1",
 ) -> RegistryServer:
     """``tls`` is (ca, certificate, key); ``token`` (realm, service, issuer, cert bundle)."""
     root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = free_port(address)
     lines = [
         "version: 0.1",
         "log:",
@@ -90,7 +103,7 @@ def start_registry(
         "  delete:",
         "    enabled: true",
         "http:",
-        f"  addr: 127.0.0.1:{port}",
+        f"  addr: {address}:{port}",
     ]
     if tls is not None:
         lines += ["  tls:", f"    certificate: {tls[1]}", f"    key: {tls[2]}"]
@@ -120,7 +133,7 @@ def start_registry(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = RegistryServer(root, port, process, tls[0] if tls else None, user, password)
+    server = RegistryServer(root, port, process, address, tls[0] if tls else None, user, password)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:

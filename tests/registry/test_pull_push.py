@@ -16,7 +16,7 @@ from cargohold.core import Runtime
 
 from ..realdocker import DockerEngine
 from .conftest import cargohold, ok
-from .server import RegistryServer
+from .server import RegistryServer, outward_address, start_registry, stop_registry
 
 pytestmark = pytest.mark.root
 
@@ -229,3 +229,29 @@ def test_plain_http_only_for_loopback_or_named(registry: RegistryServer) -> None
     assert Registry("10.1.2.3:5000").insecure is False
     assert Registry("10.1.2.3:5000", insecure=["10.1.2.3:5000"]).insecure is True
     assert Registry("10.1.2.3:5000", insecure=["10.9.9.9:5000"]).insecure is False
+
+
+def test_insecure_registry_must_be_named(registry: RegistryServer, tmp_path: Path) -> None:
+    """Plain HTTP to a host that is not loopback only with --insecure-registry HOST."""
+    address = outward_address()
+    if address is None:
+        pytest.skip("this machine has no address besides loopback")
+    server = start_registry(tmp_path / "outward", address=address)
+    try:
+        _, _ = _fresh_push(registry, tmp_path, "plain/http")
+        state = tmp_path / "state"
+        name = f"{server.host}/plain/http:1"
+        ok(cargohold("pull", f"{registry.host}/plain/http:1", state=state))
+        ok(cargohold("tag", f"{registry.host}/plain/http:1", name, state=state))
+        refused = cargohold("push", name, state=state)
+        assert refused.returncode == 1
+        assert f"name it with --insecure-registry {server.host}" in refused.stderr
+        other = cargohold("push", "--insecure-registry", "10.9.9.9:1", name, state=state)
+        assert other.returncode == 1  # naming another host does not help
+        assert "Pushed" in ok(
+            cargohold("push", "--insecure-registry", server.host, name, state=state)
+        )
+        env = {"CARGOHOLD_INSECURE_REGISTRIES": f"10.9.9.9:1,{server.host}"}
+        assert "Layer already exists" in ok(cargohold("push", name, state=state, env=env))
+    finally:
+        stop_registry(server)
