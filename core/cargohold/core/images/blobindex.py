@@ -12,6 +12,7 @@ Losing it costs only speed: an unknown layer is compressed and uploaded.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,22 +47,33 @@ class BlobIndex:
 
     def __init__(self, images_root: Path) -> None:
         images_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = Database(images_root / "distribution.db", _SCHEMA, version=1)
+        # NORMAL: an entry lost to a power cut only costs an upload (see the docstring)
+        self._db = Database(
+            images_root / "distribution.db", _SCHEMA, version=1, synchronous="NORMAL"
+        )
 
     def close(self) -> None:
         self._db.close()
 
     def record(self, diff_id: str, blob: Blob, registry: str, repository: str) -> None:
+        self.record_all([(diff_id, blob)], registry, repository)
+
+    def record_all(
+        self, layers: Iterable[tuple[str, Blob]], registry: str, repository: str
+    ) -> None:
+        """Each (diff id, blob) is in ``repository`` of ``registry``: one transaction."""
         with self._db.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO blobs (diff_id, digest, size, media_type)"
-                " VALUES (?, ?, ?, ?)",
-                (diff_id, blob.digest, blob.size, blob.media_type),
-            )
-            db.execute(
-                "INSERT OR IGNORE INTO locations (digest, registry, repository) VALUES (?, ?, ?)",
-                (blob.digest, registry, repository),
-            )
+            for diff_id, blob in layers:
+                db.execute(
+                    "INSERT OR REPLACE INTO blobs (diff_id, digest, size, media_type)"
+                    " VALUES (?, ?, ?, ?)",
+                    (diff_id, blob.digest, blob.size, blob.media_type),
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO locations (digest, registry, repository)"
+                    " VALUES (?, ?, ?)",
+                    (blob.digest, registry, repository),
+                )
 
     def forget(self, digest: str, registry: str, repository: str) -> None:
         """The blob is not (or no longer) in that repository."""

@@ -291,8 +291,8 @@ def pull(
             ingest.image(config, diff_ids, [tag] if tag else [])
         index = BlobIndex(store.root)
         try:
-            for layer, diff_id in zip(layers, diff_ids, strict=True):
-                index.record(diff_id, layer, remote.registry, remote.repository)
+            pairs = zip(diff_ids, layers, strict=True)
+            index.record_all(pairs, remote.registry, remote.repository)
         finally:
             index.close()
         (image,) = ingest.images

@@ -40,7 +40,10 @@ class BuildCache:
     def __init__(self, store: ImageStore) -> None:
         self.store = store
         store.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = Database(Path(store.root) / "build-cache.db", _SCHEMA, version=1)
+        # NORMAL: a cache entry lost to a power cut only costs a rebuild of that step
+        self._db = Database(
+            Path(store.root) / "build-cache.db", _SCHEMA, version=1, synchronous="NORMAL"
+        )
 
     def close(self) -> None:
         self._db.close()
