@@ -13,9 +13,13 @@ import signal
 import termios
 import threading
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from cargohold.core.containers import execute, runner, signals
+from cargohold.core.containers import runner, signals
 from cargohold.core.containers.records import Container
+
+if TYPE_CHECKING:
+    from cargohold.core.containers import execute
 
 
 @contextlib.contextmanager
@@ -62,6 +66,8 @@ def copy_stdin(write_fd: int, done: Callable[[], None]) -> threading.Thread:
 
 def run_exec(container: Container, spec: execute.ExecSpec, *, stdin: bool) -> int:
     """``cargohold exec``: run ``spec`` in ``container`` on our stdio; its exit code."""
+    from cargohold.core.containers import execute
+
     with contextlib.ExitStack() as stack:
         if spec.tty:
             master, slave = os.openpty()
@@ -83,6 +89,8 @@ def run_exec(container: Container, spec: execute.ExecSpec, *, stdin: bool) -> in
 
 
 def _spawn(container: Container, spec: execute.ExecSpec, *stdio: int) -> int:
+    from cargohold.core.containers import execute
+
     try:
         return execute.spawn(container, spec, stdio[0], stdio[1], stdio[2])
     finally:

@@ -15,7 +15,6 @@ import fcntl
 import os
 import signal
 import termios
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,9 +141,12 @@ def _child(
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         runner.exec_args(list(spec.args), env)
     except BaseException as err:
-        message = (
-            str(err) if isinstance(err, OSError | runner.StartError) else traceback.format_exc()
-        )
+        if isinstance(err, OSError | runner.StartError):
+            message = str(err)
+        else:
+            import traceback
+
+            message = traceback.format_exc()
         if isinstance(err, runner.StartError):
             code = err.exit_code
         with contextlib.suppress(OSError):

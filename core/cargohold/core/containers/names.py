@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 
 from cargohold.core.api.errors import InvalidArgument
 
@@ -35,4 +35,8 @@ _NOUNS = ("anchor", "barge", "cargo", "dock", "hold", "keel", "mast", "pier", "q
 
 
 def random_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.token_hex(3)}"
+    """``calm_dock_3f9a1c``: two words and six hex digits (os.urandom: `secrets` costs start-up)."""
+    raw = os.urandom(5)
+    return (
+        f"{_ADJECTIVES[raw[0] % len(_ADJECTIVES)]}_{_NOUNS[raw[1] % len(_NOUNS)]}_{raw[2:].hex()}"
+    )

@@ -20,9 +20,7 @@ import signal
 import socket
 import stat
 import struct
-import subprocess
 import termios
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,7 +116,12 @@ def spawn(spec: ProcessSpec, stdout: int, stderr: int, stdin: int | None = None)
             _sys(libc.unshare(flags), "unshare of the container namespaces")
             code = _enter(spec, write_end)
         except BaseException as err:  # report anything, then leave without cleanup
-            message = str(err) if isinstance(err, OSError | StartError) else traceback.format_exc()
+            if isinstance(err, OSError | StartError):
+                message = str(err)
+            else:
+                import traceback  # (only for a bug: not worth every start's import)
+
+                message = traceback.format_exc()
             if isinstance(err, StartError):
                 code = err.exit_code
             try:
@@ -308,6 +311,8 @@ def _fill(image_dir: Path, volume_dir: Path) -> None:
         return
     if not any(image_dir.iterdir()):
         return
+    import subprocess
+
     done = subprocess.run(
         ["cp", "-a", "--", f"{image_dir}/.", f"{volume_dir}/"], capture_output=True, text=True
     )

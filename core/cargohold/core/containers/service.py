@@ -23,8 +23,6 @@ import contextlib
 import logging
 import os
 import re
-import secrets
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -199,7 +197,7 @@ class ContainerService:
         cmd = tuple(command) or (config.cmd if given_entry is None else ())
         if not entry + cmd:
             raise InvalidArgument(f"no command specified: image {image} has none, give one")
-        container_id = secrets.token_hex(32)
+        container_id = os.urandom(32).hex()
         container = Container(
             id=container_id,
             name=name or names.random_name(),
@@ -291,7 +289,7 @@ class ContainerService:
         if rootfs is not None:
             self._remove_rootfs(rootfs)
         self.images.release(container.image_id, container.id)
-        shutil.rmtree(self.directory(container), ignore_errors=True)
+        _remove_tree(self.directory(container))
         self.store.delete(container.id)
 
     def _detach_all(
@@ -410,7 +408,7 @@ class ContainerService:
         if not container.rootfs.key and not container.rootfs.mounts:
             self._sweep_interrupted_create(container)
         self.images.release(container.image_id, container.id)
-        shutil.rmtree(self.directory(container), ignore_errors=True)
+        _remove_tree(self.directory(container))
         self.store.delete(container.id, container.state.exit_code)
         self.emit("destroy", container)
 
@@ -480,6 +478,12 @@ class ContainerService:
             self.hook.cargohold_container_event(event=event)
         except Exception:
             log.exception("a cargohold_container_event hook failed for %s", container.short_id)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil  # (with zlib, bz2 and lzma: not for every command's start-up)
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _with_image_volumes(specs: Sequence[MountSpec], volumes: Sequence[str]) -> list[MountSpec]:

@@ -16,12 +16,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import socket
 import struct
-import subprocess
 import sys
 import termios
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from cargohold.core.api.container_mounts import MountSpec, PreparedMount
 from cargohold.core.api.errors import CargoholdError, Conflict
-from cargohold.core.containers import attached, logs, procfs, runner, signals
+from cargohold.core.containers import logs, procfs, runner, signals
 from cargohold.core.containers.etcfiles import etc_files
 from cargohold.core.containers.records import Container, ContainerState, StartFailed, now
 
@@ -53,6 +50,8 @@ def set_window(fd: int, rows: int, cols: int) -> None:
 
 def shim_launcher(state_dir: str, container_id: str, ready_fd: int) -> None:
     """The default launcher: a fresh interpreter running `cargohold.core.shim`."""
+    import subprocess
+
     log_path = os.path.join(state_dir, "containers", container_id, "shim.log")
     with open(log_path, "ab") as shim_log:
         subprocess.Popen(
@@ -202,6 +201,8 @@ class Supervisor:
                 mounts=plan,
                 tty=container.tty,
             )
+            if attach:
+                from cargohold.core.containers import attached
             if attach and stdio.master is not None:
                 stack.enter_context(attached.terminal(stdio.master))
             if not attach and stdio.stdin is not None:  # listening before the state says running
@@ -277,6 +278,9 @@ def _echo(stream: str, chunk: bytes) -> None:
 @contextlib.contextmanager
 def _serve_attach(container_id: str, stdio: _Stdio) -> Iterator[None]:
     """Serve ``stdin\\n<bytes>`` and ``resize ROWS COLS\\n`` to our own user, while inside."""
+    import socket
+    import threading
+
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     server.bind(attach_address(container_id))
     server.listen(8)

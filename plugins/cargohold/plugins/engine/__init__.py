@@ -19,8 +19,21 @@ import click
 from cargohold.core import hookimpl
 
 
+@click.command("daemon")
+@click.option(
+    "-H", "--host", "host", default="unix:///run/cargohold.sock", show_default=True,
+    help="where to listen: unix:///PATH",
+)  # fmt: skip
+@click.option(
+    "--cold-start", is_flag=True, help="start each container's supervisor as a new interpreter"
+)
+def daemon_command(host: str, cold_start: bool) -> None:
+    """Serve the Docker Engine API (volumes, containers, images) to the docker CLI."""
+    from cargohold.plugins.engine.command import serve
+
+    serve(host, cold_start=cold_start)
+
+
 @hookimpl
 def cargohold_cli(group: click.Group) -> None:
-    from cargohold.plugins.engine.command import daemon_command
-
     group.add_command(daemon_command)

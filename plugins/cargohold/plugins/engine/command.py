@@ -32,19 +32,8 @@ def socket_path(host: str) -> Path:
     return path
 
 
-@click.command("daemon")
-@click.option(
-    "-H", "--host", "host", default="unix:///run/cargohold.sock", show_default=True,
-    help="where to listen: unix:///PATH",
-)  # fmt: skip
-@click.option(
-    "--cold-start", is_flag=True, help="start each container's supervisor as a new interpreter"
-)
-def daemon_command(host: str, cold_start: bool) -> None:
-    """Serve the Docker Engine API to the docker CLI.
-
-    Volumes, containers and images, on a unix socket (DOCKER_HOST=unix://...).
-    """
+def serve(host: str, *, cold_start: bool = False) -> None:
+    """``cargohold daemon``: serve on ``host`` until SIGTERM (or ^C)."""
     import signal
     import socket
 
