@@ -68,7 +68,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     args = ["-d", "local", "-d", "served:local", "-w", "lifecycle", "-w", "protocol"]
     args += ["-w", "concurrent", "--rounds", "4", "--clients", "2", "--time-limit", "60"]
     args += ["--json", str(tmp / "out.json"), "--report", str(tmp / "report")]
-    args += ["--work-dir", str(tmp / "work")]
+    args += ["--work-dir", str(tmp / "work"), "--markdown", str(tmp / "table.md")]
     ran = bench(*args, state=tmp / "state")
     assert ran.returncode == 0, ran.stderr
     return {"ran": ran, "tmp": tmp, "doc": json.loads((tmp / "out.json").read_text())}
@@ -124,6 +124,14 @@ def test_report_has_a_plot_per_workload(run: dict[str, Any]) -> None:
         assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'<img src="{workload}.png"' in page
     assert "served:local" in page
+
+
+@pytest.mark.root
+def test_markdown_table_is_the_same_table(run: dict[str, Any]) -> None:
+    lines = (run["tmp"] / "table.md").read_text().splitlines()
+    assert lines[0] == "| target | workload | figure | value | floor | ratio | floor is / notes |"
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert body == _rows(run["ran"].stdout)[1:]
 
 
 @pytest.mark.root

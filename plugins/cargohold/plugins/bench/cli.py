@@ -15,7 +15,7 @@ import click
 
 from cargohold.core import InvalidArgument, hookimpl
 
-WORKLOAD_NAMES = ("lifecycle", "protocol", "data", "arrays", "concurrent", "layers")
+WORKLOAD_NAMES = ("lifecycle", "protocol", "data", "arrays", "cloud", "concurrent", "layers")
 
 
 @hookimpl
@@ -65,6 +65,12 @@ def parse_opts(pairs: tuple[str, ...]) -> dict[str, dict[str, str]]:
     "report_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="write an HTML page with plots into this directory",
+)
+@click.option(
+    "--markdown",
+    "markdown_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write the table as markdown (for docs)",
 )
 @click.option(
     "--time-limit",
@@ -135,6 +141,7 @@ def bench_command(
     workloads: tuple[str, ...],
     json_path: Path | None,
     report_dir: Path | None,
+    markdown_path: Path | None,
     time_limit: float | None,
     compare_path: Path | None,
     fail_over: float | None,
@@ -215,6 +222,9 @@ def bench_command(
     if json_path is not None:
         results.write_json(json_path, doc)
         console.print(f"JSON: {json_path}")
+    if markdown_path is not None:
+        markdown_path.write_text(report.markdown(got))
+        console.print(f"markdown: {markdown_path}")
     if report_dir is not None:
         index = report.write_report(report_dir, got, doc)
         console.print(f"report: {index}")

@@ -81,6 +81,15 @@ def print_table(console: Console, results: Sequence[Result], title: str) -> None
     console.print(table)
 
 
+def markdown(results: Sequence[Result]) -> str:
+    """The table as GitHub markdown (for docs: generated, never typed)."""
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    for row in table_rows(results):
+        cells = [cell.replace("|", "\\|") for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def print_changes(console: Console, changes: Sequence[Change], fail_over: float | None) -> None:
     from rich.table import Table
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PROTOCOL = "protocol"
 #: every workload, in the order a run takes them
-ALL_WORKLOADS = ("lifecycle", PROTOCOL, "data", "arrays", "concurrent", "layers")
+ALL_WORKLOADS = ("lifecycle", PROTOCOL, "data", "arrays", "cloud", "concurrent", "layers")
 
 
 @dataclass
@@ -47,6 +47,8 @@ def cases(workloads: list[str], targets: Targets) -> list[tuple[str, Target]]:
             pairs += [(workload, t) for t in targets.volume if t.address is not None]
         elif workload == "arrays":
             pairs += [(workload, t) for t in targets.volume if t.snapshots]
+        elif workload == "cloud":
+            pairs += [(workload, t) for t in targets.volume if t.cloud]
         elif WORKLOADS[workload].kind == "layers":
             pairs += [(workload, t) for t in targets.layers]
         else:

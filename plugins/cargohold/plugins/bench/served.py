@@ -40,10 +40,14 @@ def with_noop(volumes: VolumeService, driver: str, health: Health) -> Flask:
 
 
 def main(argv: list[str]) -> None:
+    import logging
+
     from cargohold.core import Runtime
     from cargohold.plugins.bench.targets import NOOP_PLUGIN, served_plugin_name
     from cargohold.plugins.docker.serving import ListenOn, PluginServer
 
+    # waitress warns of queued requests: expected when the bench sends many at once
+    logging.getLogger("waitress").setLevel(logging.ERROR)
     sockets = Path(argv[0])
     sockets.mkdir(parents=True, exist_ok=True)
     state = Path(tempfile.mkdtemp(prefix="state-", dir=sockets.parent))

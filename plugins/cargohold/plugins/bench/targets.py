@@ -69,6 +69,8 @@ class VolumeTarget:
     address: PluginAddress | None = None
     #: the driver keeps snapshots and clones (the arrays workload applies)
     snapshots: bool = False
+    #: the driver syncs volumes with a store (the cloud workload applies)
+    cloud: bool = False
 
     @property
     def size_mb(self) -> int:
@@ -98,6 +100,22 @@ class VolumeTarget:
 
     def clone(self, source: str, volume: str) -> None:
         self.volumes.create(volume, self.driver, {**self.options, "from": source})
+
+    def create_at(self, volume: str, prefix: str) -> None:
+        base = self.options.get("prefix", "").strip("/")
+        where = "/".join(p for p in (base, prefix) if p)
+        self.volumes.create(volume, self.driver, {**self.options, "prefix": where})
+
+    def settle(self, volume: str) -> None:
+        """Wait for the volume's background write-back (the cloud drivers' workers)."""
+        workers = getattr(self.volumes.drivers.get(self.driver), "workers", None)
+        if workers is not None:
+            workers.wait(volume)
+
+    def cloud_floor(self) -> Any:
+        from cargohold.plugins.bench.cloudfloor import floor_for
+
+        return floor_for(self.driver, self.options)
 
 
 class LayerTarget:
@@ -290,7 +308,11 @@ def _one(
         opts = _option_map([spec], options) or _example(runtime, spec, workdir)
         caps = known[spec].capabilities
         keeps = caps.snapshot and caps.clone
-        return VolumeTarget(spec, "driver", runtime.volumes, spec, opts, snapshots=keeps)
+        # the cloud drivers name the module of their store's backend
+        syncs = hasattr(known[spec], "backend_module")
+        return VolumeTarget(
+            spec, "driver", runtime.volumes, spec, opts, snapshots=keeps, cloud=syncs
+        )
     address = address_for(spec)
     alias = f"chbench-plugin-{secrets.token_hex(3)}"
     finder.addresses[alias] = address

@@ -7,8 +7,7 @@ runs them from the command line; the pytest-benchmark cases under
 ``tests/benchmarks/`` run them in CI.
 
 Workloads are registered in `WORKLOADS` by name with the kind of target they
-take; a new one (cloud sync, say) is one module with ``run(target, case)`` and one
-entry here.
+take; a new one is one module with ``run(target, case)`` and one entry here.
 """
 
 from __future__ import annotations
@@ -61,6 +60,8 @@ WORKLOADS: dict[str, Workload] = {
                  f"{_HERE}.datapath"),
         Workload("arrays", "volume", "create+mount, snapshot, clone (drivers with snapshots)",
                  f"{_HERE}.arrays"),
+        Workload("cloud", "volume", "fetch and write-back, a large file and small ones",
+                 f"{_HERE}.cloud"),
         Workload("layers", "layers", "layer build, assembly, copy-up, container start",
                  f"{_HERE}.layers"),
     )
