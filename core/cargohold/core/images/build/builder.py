@@ -202,6 +202,8 @@ class Builder:
             self.image = self.store.create_image(None, None, created_by="scratch")
         else:
             self.image = self._base(name, inst.flags.get("platform") or self.options.platform)
+        if self.image.run_config.get("OnBuild"):
+            raise inst.error(f"{name} has ONBUILD triggers, which cargohold build does not run")
         self.config = dict(self.image.run_config)
 
     def _base(self, name: str, platform: str | None) -> Image:
