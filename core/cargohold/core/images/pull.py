@@ -134,7 +134,7 @@ def _choose(index: Mapping[str, Any], platform: Platform, remote: RemoteReferenc
 
 
 def resolve_manifest(
-    registry: Registry, remote: RemoteReference, platform: Platform, explicit: bool
+    registry: Registry, remote: RemoteReference, platform: Platform
 ) -> tuple[dict[str, Any], str]:
     """The image manifest for ``platform`` and the digest of what ``remote`` names."""
     body, top_digest, media = _get_manifest(registry, remote, remote.reference, remote.digest)
@@ -251,7 +251,7 @@ def pull(
     try:
         if remote.tag is None and remote.digest is None:
             show.message("Using default tag: latest")
-        manifest, digest = resolve_manifest(registry, remote, wanted, platform is not None)
+        manifest, digest = resolve_manifest(registry, remote, wanted)
         config_blob = _descriptor(manifest["config"], f"config of {remote}")
         config = fetch_config(registry, remote, config_blob)
         parsed = parse_json(config, f"image config of {remote}")
