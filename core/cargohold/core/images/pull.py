@@ -255,12 +255,14 @@ def pull(
         config_blob = _descriptor(manifest["config"], f"config of {remote}")
         config = fetch_config(registry, remote, config_blob)
         parsed = parse_json(config, f"image config of {remote}")
-        arch = parsed.get("architecture") if isinstance(parsed, dict) else None
+        if not isinstance(parsed, dict):
+            raise InvalidArgument(f"image config of {remote} is not a JSON object")
+        arch = parsed.get("architecture")
         if platform is not None and arch and arch != wanted.architecture:
             raise NotFound(
                 f"{remote} was found but is for {parsed.get('os', 'linux')}/{arch}, not {wanted}"
             )
-        diff_ids = list(((parsed or {}).get("rootfs") or {}).get("diff_ids") or [])
+        diff_ids = list((parsed.get("rootfs") or {}).get("diff_ids") or [])
         layers = [_descriptor(d, f"layer of {remote}") for d in manifest.get("layers") or []]
         if len(diff_ids) != len(layers):
             raise InvalidArgument(
