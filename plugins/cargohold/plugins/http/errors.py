@@ -1,25 +1,14 @@
-"""Errors across HTTP: the status each error answers with, and the error a status means.
+"""Errors across HTTP: the status each error answers with, and what a bug shows.
 
 The core's errors carry their status (`CargoholdError.http_status`), so the
 table lives there; this module is the one place a frontend asks it, so an
-unexpected exception answers 500 in every frontend alike.
+unexpected exception answers 500 in every frontend alike, whatever server
+(Flask's handlers, or a raw connection) writes the answer.
 """
 
 from __future__ import annotations
 
-from cargohold.core.api.errors import (
-    CargoholdError,
-    Conflict,
-    InvalidArgument,
-    NotFound,
-    NotSupported,
-    Unavailable,
-)
-
-# The inverse of `http_status`, for clients reading a status without a message to go by.
-_BY_STATUS: dict[int, type[CargoholdError]] = {
-    cls.http_status: cls for cls in (NotFound, Conflict, InvalidArgument, Unavailable, NotSupported)
-}
+from cargohold.core.api.errors import CargoholdError
 
 
 def status_for(err: BaseException) -> int:
@@ -27,11 +16,6 @@ def status_for(err: BaseException) -> int:
     if isinstance(err, CargoholdError):
         return err.http_status
     return 500
-
-
-def error_for_status(status: int) -> type[CargoholdError]:
-    """The error kind an answer's status names (`CargoholdError` when it names none)."""
-    return _BY_STATUS.get(status, CargoholdError)
 
 
 def unexpected_message(err: BaseException) -> str:
