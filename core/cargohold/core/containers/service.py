@@ -224,6 +224,8 @@ class ContainerService:
         try:
             self.directory(container).mkdir(mode=0o700)
             (self.directory(container) / "rootfs").mkdir(mode=0o755)
+            # there from the start: a reader attached before the first start holds it open
+            self.log_path(container).touch(mode=0o600)
             self.images.hold(config.id, container.id)
             specs = _with_image_volumes(mounts, config.volumes)
             attached = self._attach_all(specs, container)
