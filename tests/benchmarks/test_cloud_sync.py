@@ -4,7 +4,8 @@ Two workloads: one large file and many small ones, each fetched (what a first
 mount does) and written back (what the last unmount starts). cargohold is timed
 through the volume service (mount; unmount then the background write-back);
 rclone as the ``rclone copy`` process, start-up included, with the same
-parallelism (8 transfers, 8 MiB chunks, 8 streams for one large file). moto runs
+parallelism: 8 transfers, 8 MiB upload chunks, one large file fetched as 8
+ranges by 8 streams. moto runs
 as its own process so that neither client shares an interpreter with the
 server. Rounds alternate the two, so the machine's drift hits both alike.
 
@@ -88,7 +89,8 @@ def rclone_copy(endpoint: str, source: str, dest: str) -> None:
         "--s3-upload-cutoff=8M",
         f"--multi-thread-streams={PARALLEL}",
         "--multi-thread-cutoff=16M",
-        "--multi-thread-chunk-size=8M",
+        # as cargohold: one large file in PARALLEL ranges of at least 8 MiB
+        f"--multi-thread-chunk-size={max(8, LARGE_MB // PARALLEL)}M",
     ]
     subprocess.run(
         [rclone(), "copy", *flags, source, dest],

@@ -250,7 +250,14 @@ class SyncEngine:
         self._make_parents(remote.path)
         partial = self.home / "tmp" / secrets.token_hex(8)
         try:
-            transfer.download(self.backend, remote, partial, pool=ranges, progress=progress)
+            transfer.download(
+                self.backend,
+                remote,
+                partial,
+                pool=ranges,
+                progress=progress,
+                parallel=self.concurrency,
+            )
         except PreconditionFailed:
             return  # it changed while we fetched: the next mount fetches the new version
         except RemoteNotFound:

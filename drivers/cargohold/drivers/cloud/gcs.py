@@ -280,8 +280,7 @@ class GCSBackend(Backend):
                     raise _status_error(answer.status_code, what)
                 confirmed = _range_end(answer.headers.get("Range"))
                 progress(confirmed - offset)
-                offset = confirmed
-                checkpoint.save({"url": url, "sha256": sha256, "offset": offset})
+                offset = confirmed  # the session itself says how far it got on a resume
 
     def _confirmed(self, url: str, size: int) -> int:
         """How many bytes a session holds (-1: the session is gone, start again)."""

@@ -267,12 +267,13 @@ class S3Backend(Backend):
                 ),
             )
             upload_id, parts = str(created["UploadId"]), {}
+            # the id is all a resume needs: S3 itself lists the parts it holds
             checkpoint.save({"upload_id": upload_id, "sha256": sha256})
         done: dict[int, str] = parts
         uid: str = upload_id
         count = (size + self.chunk_size - 1) // self.chunk_size
         progress(sum(min(self.chunk_size, size - (n - 1) * self.chunk_size) for n in done))
-        guard = threading.Lock()
+        guard = threading.Lock()  # parts finish in several threads
 
         def send(number: int) -> None:
             offset = (number - 1) * self.chunk_size
@@ -291,7 +292,6 @@ class S3Backend(Backend):
             )
             with guard:
                 done[number] = _etag(answer["ETag"])
-                checkpoint.save({"upload_id": uid, "sha256": sha256, "parts": len(done)})
             progress(len(data))
 
         todo = [n for n in range(1, count + 1) if n not in done]

@@ -60,13 +60,17 @@ def download(
     *,
     pool: ThreadPoolExecutor | None,
     progress: Callable[[int], None],
+    parallel: int = 1,
 ) -> None:
     """Fetch ``entry`` into the new file ``dest``, ranges in parallel for a large object.
 
-    Every range is pinned to ``entry.version``, so the file is one version or the
-    call fails; ``dest`` is removed on failure, never left partial.
+    A large object is cut into ``parallel`` contiguous ranges (none smaller than the
+    backend's chunk size), each streamed by one thread: as parallel as smaller
+    ranges, with fewer requests. Every range is pinned to ``entry.version``, so the
+    file is one version or the call fails; a retry resumes a range where it broke.
+    ``dest`` is removed on failure, never left partial.
     """
-    chunk = backend.chunk_size
+    chunk = max(backend.chunk_size, -(-entry.size // max(1, parallel)))
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
@@ -78,13 +82,18 @@ def download(
             # filesystems without fallocate: space is found while writing
 
         def fetch(start: int, end: int | None) -> None:
+            reached = start
+
             def attempt() -> None:
-                offset = start
-                for data in backend.get(entry.path, version=entry.version, start=start, end=end):
+                nonlocal reached
+                if end is not None and reached >= end:
+                    return
+                stream = backend.get(entry.path, version=entry.version, start=reached, end=end)
+                for data in stream:
                     view = memoryview(data)
                     while view:
-                        written = os.pwrite(fd, view, offset)
-                        offset += written
+                        written = os.pwrite(fd, view, reached)
+                        reached += written
                         view = view[written:]
                         progress(written)
 
