@@ -108,7 +108,9 @@ def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDri
     `cargohold_volume_drivers`: this is how drivers found at run time (a
     Docker volume plugin's socket, say) join the registry. ``context.root`` is
     the data area the driver would get. The first non-None answer wins and is
-    kept for the runtime's life.
+    kept for the runtime's life. A finder that looked and found nothing may
+    raise `NotFound` saying where it looked; the core appends that to its own
+    "no volume driver named ..." message.
     """
 
 
