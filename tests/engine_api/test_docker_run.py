@@ -235,3 +235,19 @@ def test_volumes_of_a_driver_and_of_a_docker_plugin(
     finally:
         served.terminate()
         served.wait(timeout=20)
+
+
+def test_concurrent_runs(engines: Engines, rt: Runtime) -> None:
+    """One daemon serves several docker CLIs at once; each gets its own output and code."""
+    runs = [
+        subprocess.Popen(
+            ["docker", *RUN, "--rm", IMAGE, "sh", "-c", f"echo run {i}; exit {i}"],
+            env=engines.ours.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(6)
+    ]
+    results = [(run.communicate(timeout=60)[0], run.returncode) for run in runs]
+    assert results == [(f"run {i}\n", i) for i in range(6)]
+    assert rt.containers.list(all=True) == []
