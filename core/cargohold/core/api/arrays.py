@@ -242,6 +242,14 @@ class BlockArray(abc.ABC):
         snapshot of it. The clone is independent: writing one never changes the other."""
         raise NotSupported(f"array {self.name!r} cannot clone volumes")
 
+    def release(self, name: str) -> None:
+        """The caller is done with the attachment for now (a volume just made).
+
+        A backend may keep the mapping a while, so that the mount which usually
+        follows finds it ready, or end it now: the default `detach`es.
+        """
+        self.detach(name)
+
     def mounted(self, name: str) -> None:  # noqa: B027 - optional
         """The attached volume is now mounted, and the mount holds it.
 

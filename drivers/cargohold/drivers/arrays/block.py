@@ -175,7 +175,8 @@ class BlockVolumeDriver(VolumeDriver):
                 self.array.provision(name, size or self.array.default_size, thin=_thin(opts))
             elif source is not None:
                 self._clone(source, name, snap, size)
-            if self.block:
+            # a clone carries its source's filesystem, checked when it is mounted
+            if self.block and (source is None or self._marker(name) is None):
                 self._adopt_or_format(name, fs, fresh=not existed and source is None)
         except BaseException:
             if not existed:
@@ -248,14 +249,19 @@ class BlockVolumeDriver(VolumeDriver):
             self._grow_offline(name)
 
     def _adopt_or_format(self, name: str, fs: str, *, fresh: bool) -> None:
-        """Format a blank device; keep one holding the filesystem we made; refuse others."""
+        """Format a blank device; keep one holding the filesystem we made; refuse others.
+
+        A volume the array has just made (``fresh``) is blank by the array's word;
+        any other is read first, so that nothing anyone wrote is ever formatted.
+        """
         device = self.array.attach(name)
         try:
             found = blockdev.identify(device)
             marker = self._marker(name)
             if found is not None and marker == (found.type, found.uuid):
+                self.array.release(name)
                 return
-            if found is not None or not blockdev.is_blank(device):
+            if found is not None or not (fresh or blockdev.is_blank(device)):
                 what = f"a {found.type} filesystem" if found else "data (not blank)"
                 raise Conflict(
                     f"volume {name}: {device} of the {self.name} array already holds {what} "
@@ -264,8 +270,10 @@ class BlockVolumeDriver(VolumeDriver):
                 )
             uuid = filesystems.make(name, device, fs)
             (self._dir(name) / "filesystem").write_text(f"{fs} {uuid}\n")
-        finally:
+        except BaseException:
             self.array.detach(name)
+            raise
+        self.array.release(name)  # the mount that usually follows may find it attached
 
     def remove(self, name: str, opts: Mapping[str, Any]) -> None:
         if not self._dir(name).is_dir() and not self._exists(name):

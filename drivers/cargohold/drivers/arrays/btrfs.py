@@ -21,7 +21,8 @@ neither
     (default 64g, sparse), made btrfs with quotas on.
 
 The pool is mounted on ``<driver root>/array/pool`` when the driver starts
-(again after a host restart) and stays mounted.
+(again after a host restart), and unmounted when it closes if no volume of it
+is mounted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class BtrfsArray(BlockArray):
     def __init__(self, context: ArrayContext) -> None:
         super().__init__(context)
         settings = context.settings
-        if settings.get("path"):
+        self._own_pool = not settings.get("path")
+        if not self._own_pool:
             self.pool = Path(settings["path"])
             self._check_path_pool()
         else:
@@ -156,6 +158,24 @@ class BtrfsArray(BlockArray):
         finally:
             if held is not None:
                 os.close(held)  # the mount holds the device now (autoclear)
+
+    def close(self) -> None:
+        """Unmount our own pool when no volume of it is mounted anywhere: the next
+        start mounts it again in milliseconds, and a throwaway state directory
+        leaves nothing behind. With volumes mounted it stays for them."""
+        if not self._own_pool:
+            return
+        with self._pool_lock():
+            if not mounts.is_mountpoint(self.pool):
+                return
+            pool = mounts.mount_of(self.pool)
+            if any(
+                e.device == pool.device and e.mount_id != pool.mount_id
+                for e in mounts.mount_table()
+            ):
+                return  # a volume's bind mount (or someone's) still uses the filesystem
+            with contextlib.suppress(OSError):  # busy: someone works in it; leave it be
+                mounts.umount(self.pool)
 
     def capacity(self) -> Capacity:
         st = os.statvfs(self.pool)

@@ -19,7 +19,7 @@ MKFS_TIMEOUT = 300.0  # a thick multi-TiB xfs on a slow array takes a while
 FSCK_TIMEOUT = 1800.0
 GROW_TIMEOUT = 300.0
 
-_MKFS = {
+MKFS = {
     # lazy init: the kernel zeroes inode tables in the background, so a large
     # volume is ready at once; -E nodiscard: a fresh thin volume is already empty
     "ext4": ["mkfs.ext4", "-q", "-F", "-E", "nodiscard,lazy_itable_init=1,lazy_journal_init=1"],
@@ -31,10 +31,10 @@ _PACKAGES = {"ext4": "e2fsprogs", "xfs": "xfsprogs"}
 
 def tool_missing(fs: str) -> str | None:
     """Why volumes of ``fs`` cannot be made here, or None."""
-    if fs not in _MKFS:
+    if fs not in MKFS:
         return f"filesystem {fs!r} is not one of {', '.join(FILESYSTEMS)}"
-    if shutil.which(_MKFS[fs][0]) is None:
-        return f"{_MKFS[fs][0]} is missing: apt-get install {_PACKAGES[fs]}"
+    if shutil.which(MKFS[fs][0]) is None:
+        return f"{MKFS[fs][0]} is missing: apt-get install {_PACKAGES[fs]}"
     return None
 
 
@@ -44,7 +44,7 @@ def _run(
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        fs = next((f for f, cmd in _MKFS.items() if cmd[0] == argv[0]), "")
+        fs = next((f for f, cmd in MKFS.items() if cmd[0] == argv[0]), "")
         hint = f": apt-get install {_PACKAGES[fs]}" if fs else ""
         raise NotSupported(
             f"volume {volume}: {what} needs {argv[0]}, which is missing{hint}"
@@ -65,7 +65,7 @@ def make(volume: str, device: Path, fs: str) -> str:
     reason = tool_missing(fs)
     if reason:
         raise InvalidArgument(f"volume {volume}: {reason}")
-    result = _run(volume, f"making {fs}", [*_MKFS[fs], str(device)], MKFS_TIMEOUT)
+    result = _run(volume, f"making {fs}", [*MKFS[fs], str(device)], MKFS_TIMEOUT)
     if result.returncode != 0:
         raise CargoholdError(
             f"volume {volume}: mkfs.{fs} on {device} failed: {_output(result)}. "

@@ -37,6 +37,7 @@ from cargohold.core.api.arrays import (
 from cargohold.core.kernel import btrfs, files, loop
 from cargohold.drivers.arrays.block import BlockVolumeDriver
 
+_WARM_DEVICES = 4
 # filesystems whose files cannot be sparse or cannot back a loop device well
 _NO_SPARSE = {0x4D44: "vfat", 0x2011BAB0: "exfat", 0x5346544E: "ntfs"}
 
@@ -73,7 +74,9 @@ class LoopArray(BlockArray):
             )
         cap = context.settings.get("capacity")
         self.cap = parse_size(cap) if cap else None
-        self._held: dict[str, int] = {}  # name -> descriptor keeping an autoclear device
+        # name -> (device, descriptor keeping the autoclear device attached)
+        self._held: dict[str, tuple[Path, int]] = {}
+        self._warm: list[str] = []  # released after create, still held: oldest first
 
     def _image(self, name: str) -> Path:
         return self.pool / f"{name}.img"
@@ -157,21 +160,30 @@ class LoopArray(BlockArray):
 
     def attach(self, name: str, *, read_only: bool = False) -> Path:
         image = self._existing(name)
+        if name in self._held:  # attached by us, and held open: it cannot have gone
+            return self._held[name][0]
         found = loop.find(image)
         if found is not None:
             return found.path
         device, fd = loop.attach_held(image, read_only=read_only, autoclear=True)
-        self._held[name] = fd
+        self._held[name] = (device.path, fd)
         return device.path
 
     def attached(self, name: str) -> Path | None:
         found = loop.find(self._image(name))
         return found.path if found else None
 
+    def release(self, name: str) -> None:
+        # Keep the device (autoclear, held open) for the mount that usually follows a
+        # create; a few at most, so a long-lived process does not hoard loop devices.
+        self._warm = [n for n in self._warm if n != name and n in self._held] + [name]
+        while len(self._warm) > _WARM_DEVICES:
+            self.mounted(self._warm.pop(0))
+
     def mounted(self, name: str) -> None:
-        fd = self._held.pop(name, None)
-        if fd is not None:
-            os.close(fd)  # the mount holds the device now; autoclear frees it with the mount
+        held = self._held.pop(name, None)
+        if held is not None:
+            os.close(held[1])  # the mount holds the device now; autoclear frees it with it
 
     def detach(self, name: str) -> None:
         self.mounted(name)
