@@ -194,7 +194,12 @@ def bench_command(
         # no plugin call may outlast the run (the engine's own timeouts are 1-2 minutes)
         call_timeout = 60.0 if time_limit is None else max(5.0, min(60.0, time_limit / 4))
         resolving = targets.resolve(
-            list(drivers), scratch, parse_opts(opts), need_noop=need_noop, timeout=call_timeout
+            list(drivers),
+            scratch,
+            parse_opts(opts),
+            need_noop=need_noop,
+            timeout=call_timeout,
+            data_mb=size_mb,
         )
         with resolving as (rt, found):
             if "layers" in workloads:

@@ -18,7 +18,6 @@ each pays what a user pays: names, locks, the store, the driver.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
 import subprocess
@@ -247,6 +246,7 @@ def resolve(
     *,
     need_noop: bool = True,
     timeout: float = 60.0,
+    data_mb: int = 64,
 ) -> Iterator[tuple[Runtime, Targets]]:
     """A private runtime in ``workdir`` and the targets ``specs`` name, torn down after.
 
@@ -269,7 +269,7 @@ def resolve(
             found.child.start()
             found.noop = found.child.address(NOOP_PLUGIN)
         for spec in specs:
-            found_one = _one(spec, runtime, finder, found, workdir, options)
+            found_one = _one(spec, runtime, finder, found, workdir, options, data_mb)
             if isinstance(found_one, LayerTarget):
                 found.layers.append(found_one)
             else:
@@ -290,6 +290,7 @@ def _one(
     found: Targets,
     workdir: Path,
     options: Mapping[str, Mapping[str, str]],
+    data_mb: int,
 ) -> VolumeTarget | LayerTarget:
     from cargohold.plugins.docker.discovery import address_for
 
@@ -299,13 +300,13 @@ def _one(
         assert found.child is not None
         alias = served_plugin_name(driver)
         finder.addresses[alias] = found.child.address(alias)
-        opts = _option_map([spec, driver], options) or _example(runtime, driver, workdir)
+        opts = _option_map([spec, driver], options) or _example(runtime, driver, workdir, data_mb)
         return VolumeTarget(spec, "served", runtime.volumes, alias, opts, finder.addresses[alias])
     if spec.startswith(SNAPSHOTTER) or (spec not in known and _is_snapshotter(runtime, spec)):
         name = spec.removeprefix(SNAPSHOTTER)
         return LayerTarget(spec, runtime.snapshotters.get(name))
     if spec in known:
-        opts = _option_map([spec], options) or _example(runtime, spec, workdir)
+        opts = _option_map([spec], options) or _example(runtime, spec, workdir, data_mb)
         caps = known[spec].capabilities
         keeps = caps.snapshot and caps.clone
         # the cloud drivers name the module of their store's backend
@@ -320,14 +321,20 @@ def _one(
     return VolumeTarget(spec, "plugin", runtime.volumes, alias, opts, address)
 
 
-def _example(runtime: Runtime, driver: str, workdir: Path) -> dict[str, str]:
+def _example(runtime: Runtime, driver: str, workdir: Path, data_mb: int) -> dict[str, str]:
     """The driver's own example of a plain volume (as ``cargohold driver check`` uses).
 
     ``{tmp}`` stands for an empty directory: one in the work directory, shared by
-    the run's volumes of this driver.
+    the run's volumes of this driver. An example ``size`` grows to hold the data
+    path's files (sequential, random and small ones, with room to spare).
     """
+    from cargohold.core import parse_size
+
     cls: type[VolumeDriver] = runtime.drivers.classes()[driver]
     example = dict(cls.example_options)
+    if "size" in example:
+        room = (4 * data_mb + 64) << 20
+        example["size"] = f"{max(parse_size(example['size']), room) >> 20}m"
     if any("{tmp}" in v for v in example.values()):
         tmp = workdir / f"example-{driver}"
         tmp.mkdir(parents=True, exist_ok=True)
@@ -345,5 +352,5 @@ def _is_snapshotter(runtime: Runtime, name: str) -> bool:
 def check_spelling(spec: str) -> None:
     if spec.startswith((SERVED, SNAPSHOTTER)) and not spec.split(":", 1)[1]:
         raise InvalidArgument(f"--driver {spec!r}: name the driver after the colon")
-    if not spec or spec != spec.strip() or os.sep * 2 in spec:
+    if not spec or spec != spec.strip():
         raise InvalidArgument(f"--driver {spec!r} is not a driver name, socket or URL")

@@ -95,14 +95,16 @@ def run_fio(job: Job, places: dict[str, Path], seconds: float) -> dict[str, floa
         command += [*_present(job, directory), "--stonewall"]
     budget = seconds * len(places) + 60
     done = subprocess.run(command, capture_output=True, text=True, timeout=budget)
-    if done.returncode != 0:
-        raise RuntimeError(f"fio {job.name}: {done.stderr.strip() or done.stdout.strip()}")
-    report = json.loads(done.stdout[done.stdout.index("{") :])
+    try:
+        report = json.loads(done.stdout[done.stdout.index("{") :])
+    except ValueError:
+        raise RuntimeError(f"fio {job.name}: {done.stderr.strip()[-300:]}") from None
     values: dict[str, float] = {}
     for result in report["jobs"]:
         role = result["jobname"]
         if result.get("error"):
-            raise RuntimeError(f"fio {job.name} in {places[role]}: error {result['error']}")
+            reason = os.strerror(int(result["error"]))
+            raise RuntimeError(f"fio {job.name} on the {role}: {reason} ({places[role]})")
         side = max(("read", "write"), key=lambda s: int(result[s]["total_ios"]))
         if job.unit == "MB/s":
             values[role] = float(result[side]["bw_bytes"]) / 1e6
