@@ -12,10 +12,19 @@ from cargohold.drivers.cloud.drivers import AzureFileDriver, GCSDriver, S3Driver
 from .conftest import Remote, azure_backend_missing
 
 
+class _NoPlugin:
+    """Nothing to add: cargohold's own cloud plugin (an entry point) provides the driver."""
+
+
 class _CloudConformance(VolumeDriverConformance):
     # each test's volumes live under a fresh prefix, removed with them
     remove_deletes_data = True
     remote_fixture = ""
+
+    @pytest.fixture
+    def driver_plugin(self) -> object:
+        # the driver as users get it, through the cloud plugin's registration
+        return _NoPlugin()
 
     @pytest.fixture
     def volume_options(self, request: pytest.FixtureRequest) -> dict[str, str]:
@@ -29,16 +38,16 @@ class _CloudConformance(VolumeDriverConformance):
 
 
 class TestS3Driver(_CloudConformance):
-    driver_class = S3Driver
+    driver_name = S3Driver.name
     remote_fixture = "s3_remote"
 
 
 class TestGCSDriver(_CloudConformance):
-    driver_class = GCSDriver
+    driver_name = GCSDriver.name
     remote_fixture = "gcs_remote"
 
 
 @pytest.mark.skipif(bool(azure_backend_missing()), reason=azure_backend_missing() or "")
 class TestAzureFileDriver(_CloudConformance):
-    driver_class = AzureFileDriver
+    driver_name = AzureFileDriver.name
     remote_fixture = "azure_remote"
