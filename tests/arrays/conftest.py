@@ -61,13 +61,15 @@ def release_btrfs_pool(state_dir: Path) -> None:
     pool = state_dir / "drivers" / "btrfs" / "array" / "pool"
     if pool.is_dir() and mounts.is_mountpoint(pool):
         mounts.umount(pool)
-    # the filesystem lets go of its device a moment after the unmount returns
-    deadline = time.monotonic() + 5
-    while loop.find(pool.with_suffix(".img")) is not None and time.monotonic() < deadline:
+
+
+def leaks(top: Path, settle: float = 5) -> list[str]:
+    """Mounts and loop devices left under ``top``. A loop device is given ``settle``
+    seconds to go: the kernel lets an autoclear device go a moment after the unmount
+    of a filesystem on it returns (btrfs closes its devices late)."""
+    deadline = time.monotonic() + settle
+    while loops_under(top) and not mounts.mounts_under(top) and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def leaks(top: Path) -> list[str]:
     return [f"mount {m.target}" for m in mounts.mounts_under(top)] + loops_under(top)
 
 
