@@ -12,9 +12,7 @@ Plugin authors import them from here::
 ``SnapshotterConformance``
     the snapshot-driver contract.
 ``BlockArrayConformance``
-    the block-array contract (``cargohold.core.api.arrays``).
-``BlockArrayConformance``
-    the block-array contract (storage-array backends).
+    the block-array contract (``cargohold.core.api.arrays``: storage-array backends).
 
 They need pytest (``pip install 'cargohold[testing]'``). The benchmark
 workloads of ``cargohold bench`` live in ``testing.bench``.
@@ -27,12 +25,10 @@ from typing import TYPE_CHECKING
 # Imported on first use, so that one suite does not load the others' machinery.
 if TYPE_CHECKING:
     from cargohold.core.testing.arrays import BlockArrayConformance
-    from cargohold.core.testing.arrays import BlockArrayConformance
     from cargohold.core.testing.snapshotters import SnapshotterConformance
     from cargohold.core.testing.volume_drivers import VolumeDriverConformance
 else:
     _LAZY = {
-        "BlockArrayConformance": "cargohold.core.testing.arrays",
         "BlockArrayConformance": "cargohold.core.testing.arrays",
         "VolumeDriverConformance": "cargohold.core.testing.volume_drivers",
         "SnapshotterConformance": "cargohold.core.testing.snapshotters",
