@@ -334,63 +334,11 @@ def exec_command(
 
 
 def _inspect(service: ContainerService, c: Container) -> dict[str, Any]:
-    """``cargohold inspect``: docker inspect's field names, for what cargohold has."""
-    from cargohold.core.api.errors import CargoholdError as Missing
+    """``cargohold inspect``: what ``docker inspect`` shows (the frontends' shared shape)."""
+    from cargohold.plugins import shapes
 
-    mounts = []
-    for m in c.mounts:
-        entry: dict[str, Any] = {
-            "Type": m.type,
-            "Source": m.source,
-            "Destination": m.target,
-            "RW": not m.readonly,
-        }
-        if m.type == "volume":
-            entry["Name"] = m.source
-            try:
-                volume = runtime().volumes.get(m.source)
-                entry["Source"], entry["Driver"] = volume.mountpoint, volume.driver
-            except Missing:
-                entry["Source"], entry["Driver"] = "", ""
-        mounts.append(entry)
-    st = c.state
-    return {
-        "Id": c.id,
-        "Created": c.created,
-        "Path": c.args[0] if c.args else "",
-        "Args": list(c.args[1:]),
-        "State": {
-            "Status": st.status,
-            "Running": st.running,
-            "Pid": st.pid if st.running else 0,
-            "ExitCode": st.exit_code,
-            "Error": st.error,
-            "StartedAt": st.started_at,
-            "FinishedAt": st.finished_at,
-        },
-        "Image": c.image_id,
-        "Name": "/" + c.name,
-        "LogPath": str(service.log_path(c)),
-        "Driver": c.rootfs.snapshotter or "",
-        "HostConfig": {
-            "NetworkMode": c.network,
-            "ReadonlyRootfs": c.readonly,
-            "AutoRemove": c.autoremove,
-        },
-        "Mounts": mounts,
-        "Config": {
-            "Hostname": c.hostname,
-            "User": c.user,
-            "Env": list(c.env),
-            "Cmd": list(c.cmd),
-            "Entrypoint": list(c.entrypoint) or None,
-            "Image": c.image,
-            "WorkingDir": c.workdir,
-            "Labels": dict(c.labels),
-            "Tty": c.tty,
-            "OpenStdin": c.stdin_open,
-        },
-    }
+    lookup = shapes.volume_lookup(runtime().volumes)
+    return shapes.container_inspect(c, lookup, str(service.log_path(c)))
 
 
 @hookimpl

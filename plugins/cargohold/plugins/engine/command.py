@@ -64,9 +64,16 @@ def serve(host: str, *, cold_start: bool = False) -> None:
         rt.containers.supervisor.launcher = launcher
     app = create_app(rt)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    listener.bind(str(path))
-    os.chmod(path, 0o660)
+    # bound and listening under a side name, then renamed into place: a client that
+    # sees the socket can connect (no window between bind and listen)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    if len(os.fsencode(staging)) > MAX_UNIX_PATH:
+        staging = path.with_name(f".{os.getpid()}")
+    staging.unlink(missing_ok=True)
+    listener.bind(str(staging))
+    os.chmod(staging, 0o660)
     listener.listen(128)
+    os.rename(staging, path)
     server = Server(listener, app)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -26,6 +26,7 @@ from cargohold.core.api.errors import Conflict, InvalidArgument, NotFound
 from cargohold.core.containers import logs, signals
 from cargohold.core.containers.records import Container, StartFailed
 from cargohold.core.containers.supervisor import attach_address
+from cargohold.plugins import shapes
 from cargohold.plugins.engine import convert, streams
 from cargohold.plugins.engine.wire import answer, api_version, filters, flag
 from cargohold.plugins.http.bodies import json_kind, parse_json_object, string_map
@@ -43,8 +44,8 @@ def register(app: Flask, rt: Runtime) -> None:
     def service() -> ContainerService:
         return rt.containers
 
-    def lookup() -> convert.VolumeLookup:
-        return convert.volume_lookup(rt.volumes)
+    def lookup() -> shapes.VolumeLookup:
+        return shapes.volume_lookup(rt.volumes)
 
     @app.route("/containers/create", methods=["POST"])
     def container_create() -> Response:
@@ -56,7 +57,7 @@ def register(app: Flask, rt: Runtime) -> None:
     def container_list() -> Response:
         chosen = filters(CONTAINER_FILTERS)
         svc, find = service(), lookup()
-        summaries = [convert.container_summary(c, find) for c in svc.list(all=True)]
+        summaries = [shapes.container_summary(c, find) for c in svc.list(all=True)]
         show_all = flag("all") or "status" in chosen
         listed = [
             s for s in summaries if (show_all or s["State"] == "running") and _matches(s, chosen)
@@ -70,7 +71,7 @@ def register(app: Flask, rt: Runtime) -> None:
     def container_inspect(ref: str) -> Response:
         svc = service()
         found = svc.get(ref)
-        return answer(convert.container_inspect(found, lookup(), str(svc.log_path(found))))
+        return answer(shapes.container_inspect(found, lookup(), str(svc.log_path(found))))
 
     @app.route("/containers/<ref>/start", methods=["POST"])
     def container_start(ref: str) -> Response:

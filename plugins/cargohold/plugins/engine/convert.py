@@ -1,141 +1,12 @@
-"""Engine-API shapes of the core's records: what ``docker inspect`` and ``docker ps`` read.
+"""Engine-API shapes only the daemon answers: ``wait`` and exec instances.
 
-The core knows containers and volumes in its own terms; this module is the
-one place they become Docker's JSON (field names, zero times, ``/name``).
+Container, image and volume shapes, which cargohold's CLI prints too, are in
+the frontends' shared `cargohold.plugins.shapes`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from cargohold.core.api.container_mounts import VOLUME
-from cargohold.core.api.errors import CargoholdError
-from cargohold.core.containers.records import Container, describe_status, parse_time
-
-if TYPE_CHECKING:
-    from cargohold.core.volumes.service import VolumeService
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
-#: (volume name) -> (host path, driver), or a CargoholdError
-VolumeLookup = Callable[[str], tuple[str, str]]
-
-
-def volume_lookup(volumes: VolumeService) -> VolumeLookup:
-    def lookup(name: str) -> tuple[str, str]:
-        volume = volumes.get(name)
-        return volume.mountpoint, volume.driver
-
-    return lookup
-
-
-def mount_points(container: Container, lookup: VolumeLookup) -> list[dict[str, Any]]:
-    """Docker's ``Mounts`` entries."""
-    points = []
-    for m in container.mounts:
-        entry: dict[str, Any] = {
-            "Type": m.type,
-            "Source": m.source,
-            "Destination": m.target,
-            "Mode": "ro" if m.readonly else "",
-            "RW": not m.readonly,
-            "Propagation": m.options.get("propagation", "rprivate" if m.type == "bind" else ""),
-        }
-        if m.type == VOLUME:
-            entry["Name"] = m.source
-            try:
-                entry["Source"], entry["Driver"] = lookup(m.source)
-            except CargoholdError:
-                entry["Source"], entry["Driver"] = "", ""
-            entry["Mode"] = "z" if not m.readonly else "ro"
-        points.append(entry)
-    return points
-
-
-def container_inspect(container: Container, lookup: VolumeLookup, log_path: str) -> dict[str, Any]:
-    """``GET /containers/{id}/json``, for the fields cargohold has."""
-    st = container.state
-    return {
-        "Id": container.id,
-        "Created": container.created,
-        "Path": container.args[0] if container.args else "",
-        "Args": list(container.args[1:]),
-        "State": {
-            "Status": st.status,
-            "Running": st.running,
-            "Paused": False,
-            "Restarting": False,
-            "OOMKilled": False,
-            "Dead": False,
-            "Pid": st.pid if st.running else 0,
-            "ExitCode": st.exit_code,
-            "Error": st.error,
-            "StartedAt": st.started_at or ZERO_TIME,
-            "FinishedAt": st.finished_at or ZERO_TIME,
-        },
-        "Image": container.image_id,
-        "ResolvConfPath": "",
-        "HostnamePath": "",
-        "HostsPath": "",
-        "LogPath": log_path,
-        "Name": "/" + container.name,
-        "RestartCount": 0,
-        "Driver": container.rootfs.snapshotter or "",
-        "Platform": "linux",
-        "HostConfig": {
-            "NetworkMode": container.network,
-            "ReadonlyRootfs": container.readonly,
-            "AutoRemove": container.autoremove,
-            "Binds": [f"{m.source}:{m.target}" for m in container.mounts if m.type == "bind"],
-            "Tmpfs": {
-                m.target: m.options.get("tmpfs", "") for m in container.mounts if m.type == "tmpfs"
-            },
-            "LogConfig": {"Type": "json-file", "Config": {}},
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        },
-        "GraphDriver": {
-            "Name": container.rootfs.snapshotter or "",
-            "Data": {"Key": container.rootfs.key or ""},
-        },
-        "Mounts": mount_points(container, lookup),
-        "Config": {
-            "Hostname": container.hostname,
-            "User": container.user,
-            "AttachStdin": container.stdin_open,
-            "AttachStdout": True,
-            "AttachStderr": True,
-            "Tty": container.tty,
-            "OpenStdin": container.stdin_open,
-            "StdinOnce": container.stdin_open,
-            "Env": list(container.env),
-            "Cmd": list(container.cmd),
-            "Entrypoint": list(container.entrypoint) or None,
-            "Image": container.image,
-            "WorkingDir": container.workdir,
-            "Labels": dict(container.labels),
-        },
-        "NetworkSettings": {"Networks": {}, "Ports": {}},
-    }
-
-
-def container_summary(container: Container, lookup: VolumeLookup) -> dict[str, Any]:
-    """One item of ``GET /containers/json``."""
-    return {
-        "Id": container.id,
-        "Names": ["/" + container.name],
-        "Image": container.image,
-        "ImageID": container.image_id,
-        "Command": " ".join(container.args),
-        "Created": int(parse_time(container.created)),
-        "Ports": [],
-        "Labels": dict(container.labels),
-        "State": container.state.status,
-        "Status": describe_status(container.state),
-        "HostConfig": {"NetworkMode": container.network},
-        "NetworkSettings": {"Networks": {}},
-        "Mounts": mount_points(container, lookup),
-    }
+from typing import Any
 
 
 def wait_answer(code: int, error: str = "") -> dict[str, Any]:
@@ -164,7 +35,3 @@ def exec_inspect(record: Any) -> dict[str, Any]:
         "CanRemove": False,
         "DetachKeys": "",
     }
-
-
-def pid_of(pid: int) -> int:
-    return pid if pid > 0 and os.path.exists(f"/proc/{pid}") else 0
