@@ -95,6 +95,14 @@ def read(
     With ``follow``, keep waiting for more while ``follow()`` says the writer
     is still there; then read what is left and stop.
     """
+    for stream, data, _ in read_timed(path, follow=follow, offset=offset):
+        yield stream, data
+
+
+def read_timed(
+    path: Path, *, follow: Callable[[], bool] | None = None, offset: int = 0
+) -> Iterator[tuple[str, bytes, str]]:
+    """As `read`, with each record's time (``docker logs -t``)."""
     if follow is None and not path.exists():
         return
     while not path.exists():  # attached before the first start: the log comes with it
@@ -108,7 +116,8 @@ def read(
             line = file.readline()
             if line.endswith(b"\n"):
                 record = json.loads(line)
-                yield record["stream"], record["log"].encode("utf-8", "surrogateescape")
+                data = record["log"].encode("utf-8", "surrogateescape")
+                yield record["stream"], data, record.get("time", "")
                 delay = 0.002
                 continue
             file.seek(file.tell() - len(line))

@@ -15,7 +15,7 @@ import io
 import json
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -140,20 +140,25 @@ def register(app: Flask, rt: Runtime) -> None:
         wanted = {s for s in ("stdout", "stderr") if flag(s)}
         if not wanted:
             raise InvalidArgument("Bad parameters: you must choose at least one stream")
-        records = [r for r in svc.logs(found.id) if r[0] in wanted]
+        path = svc.log_path(found)
+        stamped = flag("timestamps")
+        records = [r for r in logs.read_timed(path) if r[0] in wanted]
         tail = request.args.get("tail", "all")
         if tail.isdigit():
             records = records[len(records) - int(tail) :] if int(tail) else []
         follow = flag("follow")
-        offset = logs.size(svc.log_path(found))
+        offset = logs.size(path)
+
+        def shaped(found_records: Iterable[tuple[str, bytes, str]]) -> Iterator[tuple[str, bytes]]:
+            for stream, data, at in found_records:
+                if stream in wanted:
+                    yield stream, (at.encode() + b" " + data) if stamped else data
 
         def body() -> Iterator[bytes]:
-            yield from streams.encode(records, tty=found.tty)
+            yield from streams.encode(shaped(records), tty=found.tty)
             if follow:
-                more = logs.read(
-                    svc.log_path(found), follow=lambda: _running(svc, found.id), offset=offset
-                )
-                yield from streams.encode((r for r in more if r[0] in wanted), tty=found.tty)
+                more = logs.read_timed(path, follow=lambda: _running(svc, found.id), offset=offset)
+                yield from streams.encode(shaped(more), tty=found.tty)
 
         kind = streams.content_type(found.tty, api_version())
         return Response(body(), 200, content_type=kind)
