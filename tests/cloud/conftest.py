@@ -43,6 +43,12 @@ class Remote:
     endpoint: str
     client: Any
     base_opts: dict[str, str] = field(default_factory=dict)
+    #: prefixes to wipe when the session ends (tests whose own teardown runs too early)
+    leftovers: list[str] = field(default_factory=list)
+
+    def wipe_leftovers(self) -> None:
+        for prefix in self.leftovers:
+            self.wipe(prefix)
 
     # -- what a test's volume is ------------------------------------------------------
 
@@ -245,11 +251,11 @@ def gcs_client(endpoint: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-def s3_remote(moto_endpoint: str) -> Remote:
+def s3_remote(moto_endpoint: str) -> Iterator[Remote]:
     os.environ[S3_KEY_ENV], os.environ[S3_SECRET_ENV] = S3_KEY, S3_SECRET
     client = s3_client(moto_endpoint)
     client.create_bucket(Bucket=S3_BUCKET)
-    return Remote(
+    remote = Remote(
         "s3",
         moto_endpoint,
         client,
@@ -261,18 +267,22 @@ def s3_remote(moto_endpoint: str) -> Remote:
             "secret_access_key": f"env:{S3_SECRET_ENV}",
         },
     )
+    yield remote
+    remote.wipe_leftovers()
 
 
 @pytest.fixture(scope="session")
-def gcs_remote(gcs_endpoint: str) -> Remote:
+def gcs_remote(gcs_endpoint: str) -> Iterator[Remote]:
     client = gcs_client(gcs_endpoint)
     if client.lookup_bucket(GCS_BUCKET) is None:
         client.create_bucket(GCS_BUCKET)
-    return Remote("gcs", gcs_endpoint, client, {"bucket": GCS_BUCKET, "endpoint": gcs_endpoint})
+    remote = Remote("gcs", gcs_endpoint, client, {"bucket": GCS_BUCKET, "endpoint": gcs_endpoint})
+    yield remote
+    remote.wipe_leftovers()
 
 
 @pytest.fixture(scope="session")
-def azure_remote(azure_server: Any) -> Remote:
+def azure_remote(azure_server: Any) -> Iterator[Remote]:
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.fileshare import ShareServiceClient
 
@@ -280,12 +290,14 @@ def azure_remote(azure_server: Any) -> Remote:
     client = ShareServiceClient.from_connection_string(azure_server.connection_string)
     with contextlib.suppress(ResourceExistsError):
         client.get_share_client(AZURE_SHARE).create_share()
-    return Remote(
+    remote = Remote(
         "azurefile",
         azure_server.account_url,
         client,
         {"share": AZURE_SHARE, "connection_string": f"env:{AZURE_CS_ENV}"},
     )
+    yield remote
+    remote.wipe_leftovers()
 
 
 def azure_backend_missing() -> str | None:
@@ -344,15 +356,6 @@ def proxy(remote: Remote) -> Iterator[Any]:
         yield started
     finally:
         started.stop()
-
-
-@pytest.fixture(scope="session")
-def leftover_prefixes() -> Iterator[list[tuple[Remote, str]]]:
-    """Prefixes to wipe when the session ends (for tests whose own teardown runs too early)."""
-    prefixes: list[tuple[Remote, str]] = []
-    yield prefixes
-    for remote, name in prefixes:
-        remote.wipe(name)
 
 
 @pytest.fixture

@@ -32,8 +32,7 @@ class _CloudConformance(VolumeDriverConformance):
         prefix = f"conformance-{secrets.token_hex(5)}"
         # the harness removes its volumes (delete_remote) after this fixture's teardown
         # would run, so anything left is wiped at the end of the session instead
-        leftovers: list[tuple[Remote, str]] = request.getfixturevalue("leftover_prefixes")
-        leftovers.append((remote, prefix))
+        remote.leftovers.append(prefix)
         return remote.opts(prefix, delete_remote="true")
 
 
