@@ -205,7 +205,7 @@ def bench_command(
             if "layers" in workloads:
                 run.add_default_snapshotter(rt, found)
             elif found.layers and not workloads:
-                chosen.append("layers")
+                chosen.insert(chosen.index("concurrent"), "layers")
             try:
                 got = run.run(
                     chosen, found, scratch, budget, settings,

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 PROTOCOL = "protocol"
 #: every workload, in the order a run takes them
-ALL_WORKLOADS = ("lifecycle", PROTOCOL, "data", "arrays", "cloud", "concurrent", "layers")
+ALL_WORKLOADS = ("lifecycle", PROTOCOL, "data", "arrays", "cloud", "layers", "concurrent")
 
 
 @dataclass
