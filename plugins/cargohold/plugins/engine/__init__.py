@@ -28,7 +28,10 @@ from cargohold.core import hookimpl
     "--cold-start", is_flag=True, help="start each container's supervisor as a new interpreter"
 )
 def daemon_command(host: str, cold_start: bool) -> None:
-    """Serve the Docker Engine API (volumes, containers, images) to the docker CLI."""
+    """Serve the Docker Engine API to the docker CLI.
+
+    Containers, images and volumes, on a unix socket (DOCKER_HOST=unix://...).
+    """
     from cargohold.plugins.engine.command import serve
 
     serve(host, cold_start=cold_start)
