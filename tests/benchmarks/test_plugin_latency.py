@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from cargohold.core import Runtime
+from cargohold.core import CargoholdError, Runtime
 from cargohold.core.volumes.service import VolumeService
 from cargohold.plugins.docker.app import _endpoint, create_app
 from cargohold.plugins.docker.health import Health, UnixHTTPConnection
@@ -257,9 +257,17 @@ def rclone_get() -> Iterator[Callable[[], object]]:
         while not socket_path.exists():
             assert process.poll() is None and time.monotonic() < deadline, "rclone did not start"
             time.sleep(0.05)
-        caller = Caller(socket_path)
         opts = {"remote": str(work / "remote")}
-        caller.post("/VolumeDriver.Create", json.dumps({"Name": "bench", "Opts": opts}).encode())
+        create = json.dumps({"Name": "bench", "Opts": opts}).encode()
+        while True:  # the socket file comes a moment before rclone listens on it
+            caller = Caller(socket_path)
+            try:
+                caller.post("/VolumeDriver.Create", create)
+                break
+            except (OSError, CargoholdError):
+                caller.conn.close()
+                assert time.monotonic() < deadline, "rclone does not answer"
+                time.sleep(0.05)
         yield lambda: caller.post("/VolumeDriver.Get", b'{"Name": "bench"}\n')
         caller.conn.close()
     finally:
