@@ -11,6 +11,7 @@ journal does not, and a restarted plugin resumes every pending batch.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 import shutil
@@ -107,6 +108,8 @@ class CloudDriver(VolumeDriver):
     def __init__(self, context: DriverContext) -> None:
         super().__init__(context)
         self.workers = Workers(self)
+        self._backends: dict[str, tuple[bytes, Backend]] = {}
+        self._backends_lock = threading.Lock()
         self._tickers: dict[str, threading.Event] = {}
         self.workers.resume_all()
 
@@ -120,13 +123,32 @@ class CloudDriver(VolumeDriver):
         factory: Callable[[str, dict[str, Any]], Backend] = module.open_backend
         return factory(name, dict(opts))
 
+    def _backend(self, name: str, opts: Mapping[str, Any]) -> Backend:
+        """The volume's backend, kept between calls: an SDK client costs ~0.2 s to build."""
+        key = hashlib.sha256(repr(sorted((k, str(v)) for k, v in opts.items())).encode()).digest()
+        with self._backends_lock:
+            cached = self._backends.get(name)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            backend = self.open_backend(name, opts)
+            self._backends[name] = (key, backend)
+        if cached is not None:
+            cached[1].close()
+        return backend
+
+    def _drop_backend(self, name: str) -> None:
+        with self._backends_lock:
+            cached = self._backends.pop(name, None)
+        if cached is not None:
+            cached[1].close()
+
     def engine(self, name: str, opts: Mapping[str, Any]) -> SyncEngine:
         mode = opts.get("mode")
         ownership = Ownership(opts.get("uid"), opts.get("gid"), int(mode, 8) if mode else None)
         return SyncEngine(
             name,
             self._home(name),
-            self.open_backend(name, opts),
+            self._backend(name, opts),
             concurrency=int(opts.get("concurrency") or 8),
             ownership=ownership,
             on_conflict=lambda record: self._emit_conflict(name, record),
@@ -155,15 +177,16 @@ class CloudDriver(VolumeDriver):
         concurrency = opts.get("concurrency")
         if concurrency is not None and int(concurrency) < 1:
             raise InvalidArgument(f"volume {name}: concurrency must be at least 1")
-        backend = self.open_backend(name, opts)
+        backend = self._backend(name, opts)  # kept for the mount that usually follows
         try:
             with self._errors(name, backend, "create"):
                 if opts.get("create"):
                     backend.make_container()
                 else:
                     backend.check()
-        finally:
-            backend.close()
+        except BaseException:
+            self._drop_backend(name)
+            raise
         (home / "data").mkdir(parents=True, exist_ok=True)
         (home / "journal").mkdir(exist_ok=True)
         # no options here (the core keeps them): only what get() needs without them
@@ -190,7 +213,7 @@ class CloudDriver(VolumeDriver):
                 shutil.rmtree(home)
         finally:
             engine.close()
-            engine.backend.close()
+        self._drop_backend(name)
 
     # -- mount / unmount ----------------------------------------------------------------
 
@@ -211,7 +234,6 @@ class CloudDriver(VolumeDriver):
                 engine.fetch(opts.get("cache_limit"))
         finally:
             engine.close()
-            engine.backend.close()
         if ro:
             try:
                 readonly.bind_readonly(home / "data", home / "ro")
@@ -281,7 +303,6 @@ class CloudDriver(VolumeDriver):
                     return result
         finally:
             engine.close()
-            engine.backend.close()
 
     def _lock_watching(
         self,
@@ -357,6 +378,8 @@ class CloudDriver(VolumeDriver):
         for name in list(self._tickers):
             self._stop_ticker(name)
         self.workers.close()
+        for name in list(self._backends):
+            self._drop_backend(name)
 
     # -- helpers ----------------------------------------------------------------------------
 

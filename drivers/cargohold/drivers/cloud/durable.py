@@ -19,15 +19,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data``: after a crash it holds the old or the new bytes, whole."""
+def write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` by ``data``: after a crash it holds the old or the new bytes, whole.
+
+    ``durable=False`` skips the fsyncs, for files that only report (a lost update is harmless).
+    """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     try:
@@ -36,11 +40,13 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, separators=(",", ":"), sort_keys=True).encode())
+def write_json(path: Path, value: Any, *, durable: bool = True) -> None:
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    write_atomic(path, text.encode(), durable=durable)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

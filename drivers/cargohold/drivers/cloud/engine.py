@@ -158,7 +158,7 @@ class SyncEngine:
         """Merge ``fields`` into status.json (last sync, last error)."""
         status = read_json(self.home / "status.json", {})
         status.update(fields)
-        write_json(self.home / "status.json", status)
+        write_json(self.home / "status.json", status, durable=False)  # a report only
 
     def status(self) -> dict[str, Any]:
         files, size = self.pending()
@@ -215,6 +215,8 @@ class SyncEngine:
         self._apply_remote_dirs(remote_dirs, manifest, tree.dirs)
         self._apply_remote_deletes(remote_files, remote_dirs, manifest, tree.files)
         self._own(self.data, is_dir=True)
+        if fetched or wanted:
+            transfer.syncfs(self.data)  # the files are on disk before the manifest says so
         manifest.save()
         self.note(last_fetch=_iso(time.time()))
         return fetched
@@ -513,6 +515,7 @@ class SyncEngine:
         if remote is not None and not remote.is_dir:
             with contextlib.suppress(BackendError, CacheFull):
                 self._download_one(remote, manifest, _NO_POOL, lambda _: None)
+                transfer.syncfs(self.data)
         self._record(report, op.path, copy, "changed here and remotely: both kept")
 
     def _record(self, report: FlushReport, path: str, copy: str | None, reason: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import logging
@@ -43,6 +45,20 @@ def retrying(what: str, fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
             log.info("%s: %s; retry %d/%d in %.1fs", what, err, attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the whole filesystem holding ``path``: one call instead of an fsync per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:
@@ -106,7 +122,7 @@ def download(
             for future in [pool.submit(fetch, s, e) for s, e in ranges]:
                 future.result()
         os.ftruncate(fd, os.lseek(fd, 0, os.SEEK_END) if entry.size == 0 else entry.size)
-        os.fsync(fd)
+        # no fsync here: the fetch makes all its files durable at once (`syncfs`)
     except OSError as err:
         os.close(fd)
         with contextlib.suppress(OSError):

@@ -56,7 +56,6 @@ class Workers:
                 pass  # a flush is running (here or elsewhere): it stages again when done
             finally:
                 engine.close()
-                engine.backend.close()
         with self._lock:
             thread = self._threads.get(name)
             if thread is not None and thread.is_alive():
@@ -128,7 +127,6 @@ class Workers:
                 delay = min(_MAX_BACKOFF, delay * 2)
             finally:
                 engine.close()
-                engine.backend.close()
         with self._lock:
             if self._threads.get(name) is threading.current_thread():
                 del self._threads[name]
