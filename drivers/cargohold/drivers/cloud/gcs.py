@@ -10,6 +10,7 @@ module imports the SDK: the driver does it only when a volume is used.
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import google.api_core.exceptions as gexc
 import google.auth.exceptions
 import requests
+import urllib3.exceptions
 from google.auth import credentials as _credentials
 from google.auth.transport import requests as _transport
 from google.cloud import storage
@@ -61,6 +63,9 @@ _TRANSIENT = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.Timeout,
     google.auth.exceptions.TransportError,
+    # a connection cut mid-body surfaces from urllib3 or http.client, unwrapped
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
     ConnectionError,
     TimeoutError,
 )
