@@ -248,6 +248,18 @@ def test_a_driver_behind_an_extra_gives_its_install_hint(tmp_path: Path) -> None
         assert rt.volumes.list() == []
 
 
+def test_a_class_and_its_own_known_entry_are_one_driver(tmp_path: Path) -> None:
+    from cargohold.drivers.bind import BindDriver
+
+    class Registers:
+        @hookimpl
+        def cargohold_volume_drivers(self) -> list[object]:
+            return [KnownImplementation("bind", "cargohold.drivers.bind:BindDriver"), BindDriver]
+
+    with Runtime(tmp_path / "state", plugins=[Registers()]) as rt:
+        assert rt.drivers.classes()["bind"] is BindDriver
+
+
 def test_a_known_implementation_is_imported_only_when_used(tmp_path: Path) -> None:
     class Registers:
         @hookimpl

@@ -51,13 +51,14 @@ class Registry(Generic[T]):
                 if not isinstance(entry, KnownImplementation):
                     entry = _checked_class(entry, self._base, self._what)
                 name: str = entry.name
-                if name in found and found[name] != entry:
+                if name in found and not _same(found[name], entry):
                     raise Conflict(
                         f"two plugins provide a {self._what} named {name!r}: "
                         f"{_origin(found[name])} and {_origin(entry)}; "
                         "block one with CARGOHOLD_BLOCK_PLUGINS"
                     )
-                found[name] = entry
+                if not isinstance(entry, KnownImplementation) or name not in found:
+                    found[name] = entry  # a class already imported beats its own entry
         return found
 
     def names(self) -> list[str]:
@@ -106,6 +107,14 @@ class Registry(Generic[T]):
     def _not_installed(self, entry: KnownImplementation, why: str) -> str:
         message = f"the {self._what} {entry.name!r} is not installed ({why})"
         return f"{message}: install it with {entry.install}" if entry.install else message
+
+
+def _same(a: object, b: object) -> bool:
+    """One implementation registered twice: the same class, or a class and its own entry."""
+    if a == b:
+        return True
+    targets = {_origin(e).replace(":", ".") for e in (a, b)}
+    return len(targets) == 1
 
 
 def _missing(entry: object) -> str:
