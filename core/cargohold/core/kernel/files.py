@@ -1,4 +1,4 @@
-"""Copying large files the way the filesystem does it best: reflink, else sparse copy.
+"""Files the way the filesystem does it best: reflink, else sparse copy; one flush per fs.
 
 `clone_file` asks for a reflink (``FICLONE``: constant time, blocks shared
 until written, on btrfs and on xfs made with ``reflink=1``) and falls back to
@@ -15,6 +15,8 @@ import fcntl
 import os
 from pathlib import Path
 from typing import Literal
+
+from cargohold.core.kernel.libc import check, libc
 
 FICLONE = 0x40049409
 _NO_REFLINK = (errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS)
@@ -92,3 +94,12 @@ def supports_reflink(directory: Path) -> bool:
     finally:
         a.unlink(missing_ok=True)
         b.unlink(missing_ok=True)
+
+
+def syncfs(path: Path) -> None:
+    """Flush the whole filesystem holding ``path``: one call instead of an fsync per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        check(libc.syncfs(fd), "syncfs", path)
+    finally:
+        os.close(fd)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cargohold.core.kernel.files import syncfs
 from cargohold.drivers.cloud import transfer
 from cargohold.drivers.cloud.backend import (
     ABSENT,
@@ -216,7 +217,7 @@ class SyncEngine:
         self._apply_remote_deletes(remote_files, remote_dirs, manifest, tree.files)
         self._own(self.data, is_dir=True)
         if fetched or wanted:
-            transfer.syncfs(self.data)  # the files are on disk before the manifest says so
+            syncfs(self.data)  # the files are on disk before the manifest says so
         manifest.save()
         self.note(last_fetch=_iso(time.time()))
         return fetched
@@ -515,7 +516,7 @@ class SyncEngine:
         if remote is not None and not remote.is_dir:
             with contextlib.suppress(BackendError, CacheFull):
                 self._download_one(remote, manifest, _NO_POOL, lambda _: None)
-                transfer.syncfs(self.data)
+                syncfs(self.data)
         self._record(report, op.path, copy, "changed here and remotely: both kept")
 
     def _record(self, report: FlushReport, path: str, copy: str | None, reason: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import hashlib
 import logging
@@ -45,20 +43,6 @@ def retrying(what: str, fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
             log.info("%s: %s; retry %d/%d in %.1fs", what, err, attempt, attempts - 1, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def syncfs(path: Path) -> None:
-    """Flush the whole filesystem holding ``path``: one call instead of an fsync per file."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if _libc.syncfs(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code))
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: Path) -> str:
