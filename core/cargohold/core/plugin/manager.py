@@ -25,6 +25,7 @@ ENTRY_POINT_GROUP = "cargohold"
 DISTRIBUTION = "cargohold"
 AUTOLOAD_ENV = "CARGOHOLD_DISABLE_PLUGIN_AUTOLOAD"
 BLOCK_ENV = "CARGOHOLD_BLOCK_PLUGINS"
+HOOK_PREFIX = "cargohold_"
 
 
 class PluginError(CargoholdError):
@@ -43,6 +44,14 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs)
         #: plugin name -> "distribution version", for plugins from entry points
         self.origins: dict[str, str] = {}
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> pluggy.HookimplOpts | None:
+        # Every command registers every plugin, and pluggy inspects each name a
+        # plugin module or object has: looking only at names that can be hooks
+        # keeps that off start-up. A hook implementation is named after its hook.
+        if not name.startswith(HOOK_PREFIX):
+            return None
+        return super().parse_hookimpl_opts(plugin, name)
 
 
 def build_plugin_manager(

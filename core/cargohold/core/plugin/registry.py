@@ -9,7 +9,6 @@ class, and turns a missing SDK into the install line the entry carries.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
 import threading
 from collections.abc import Callable, Iterable
@@ -121,6 +120,8 @@ def _missing(entry: object) -> str:
     """The first required module of ``entry`` that cannot be found, or ''."""
     if not isinstance(entry, KnownImplementation):
         return ""
+    import importlib.util  # only registrations that name requirements need it
+
     for module in entry.requires:
         try:
             if importlib.util.find_spec(module) is None:

@@ -13,9 +13,8 @@ import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cargohold.core.api.arrays import ArraySnapshot, VolumeSnapshots
 from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import (
     CargoholdError,
@@ -34,6 +33,11 @@ from cargohold.core.volumes import secret_refs
 from cargohold.core.volumes.drivers import DriverRegistry
 from cargohold.core.volumes.filters import Filters, labels_match, truthy
 from cargohold.core.volumes.names import anonymous_volume_name, validate_volume_name
+
+# The block-array contract is for volume snapshots only; a volume command does
+# not pay for it at start-up.
+if TYPE_CHECKING:
+    from cargohold.core.api.arrays import ArraySnapshot, VolumeSnapshots
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +151,10 @@ class VolumeService:
     ) -> Iterator[None]:
         """Hold the lock of the volume a clone or restore is made from (``from=VOL``,
         ``snapshot=VOL@SNAP``), which must be a volume of the same driver."""
-        if not isinstance(drv, VolumeSnapshots):
-            yield
-            return
+        from cargohold.core.api.arrays import VolumeSnapshots
+
         origin = typed.get("from") or str(typed.get("snapshot") or "").partition("@")[0]
-        if not origin:
+        if not origin or not isinstance(drv, VolumeSnapshots):
             yield
             return
         source = self.store.get(validate_volume_name(str(origin)))
@@ -180,6 +183,8 @@ class VolumeService:
 
     @contextlib.contextmanager
     def _snapshots_of(self, name: str) -> Iterator[VolumeSnapshots]:
+        from cargohold.core.api.arrays import VolumeSnapshots
+
         with self._locked(validate_volume_name(name)):
             record = self._record(name)
             drv = self.drivers.get(record.driver)

@@ -6,9 +6,7 @@ point): rich, matplotlib, fio and the workloads are imported inside the command.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -164,6 +162,9 @@ def bench_command(
 
     Example: cargohold bench -d local -d served:local -d rclone --json out.json --report out
     """
+    import shutil
+    import tempfile
+
     from rich.console import Console
 
     from cargohold.core.testing.bench import Budget
