@@ -60,6 +60,17 @@ class DockerEngine:
         self.stop()
         self.process = _start_dockerd(self.root, self.socket)
 
+    def forget_plugins(self) -> None:
+        """Restart the engine so that it forgets the volume plugins it has talked to.
+
+        dockerd keeps every legacy plugin it ever used, and asks each one about
+        any volume name it does not know, retrying for about 15 s when the
+        plugin's socket is gone: a test that served a plugin to the session's
+        engine calls this once the plugin has stopped, or every later
+        ``docker run -v NEW:/x`` waits on the dead plugin.
+        """
+        self.restart()
+
     def crash_and_restart(self) -> None:
         """SIGKILL the engine, as a crash (no clean-up, containers' shims live on), and
         start it again on the same data root."""

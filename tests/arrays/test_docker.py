@@ -54,6 +54,7 @@ def test_a_container_writes_a_block_volume_and_another_reads_it(
     finally:
         docker_engine.docker("volume", "rm", "-f", vol, check=False)
         proc.stop()
+        docker_engine.forget_plugins()
         left = leaks(root)
         release_under(root)
         shutil.rmtree(root, ignore_errors=True)

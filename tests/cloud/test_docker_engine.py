@@ -34,6 +34,7 @@ def served(remote: Remote, docker_engine: DockerEngine) -> Iterator[ServeProcess
         yield serve
     finally:
         serve.stop()
+        docker_engine.forget_plugins()
         shutil.rmtree(root, ignore_errors=True)
 
 
