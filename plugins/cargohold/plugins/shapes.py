@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cargohold.core.containers.records import Container
     from cargohold.core.images.records import Image
-    from cargohold.core.volumes.service import VolumeService
+    from cargohold.core.volumes.service import Volume, VolumeService
 
 
 def image_inspect(image: Image) -> dict[str, Any]:
@@ -183,4 +183,19 @@ def container_summary(container: Container, lookup: VolumeLookup) -> dict[str, A
         "HostConfig": {"NetworkMode": container.network},
         "NetworkSettings": {"Networks": {}},
         "Mounts": mount_points(container, lookup),
+    }
+
+
+def volume(v: Volume) -> dict[str, Any]:
+    """The Engine API's Volume object (``GET /volumes/{name}``, one item of the list)."""
+    return {
+        "Name": v.name,
+        "Driver": v.driver,
+        "Mountpoint": v.mountpoint,
+        "CreatedAt": v.created_at,
+        "Status": dict(v.status),
+        "Labels": dict(v.labels),
+        "Scope": v.scope,
+        "Options": dict(v.options),
+        "UsageData": None,
     }

@@ -66,25 +66,6 @@ class Volume:
     def anonymous(self) -> bool:
         return ANONYMOUS_LABEL in self.labels
 
-    def to_docker(self) -> dict[str, Any]:
-        """The Engine API's Volume object.
-
-        Transitional: Docker shapes belong to the frontends (the plugin protocol's
-        in ``plugins/docker/convert.py``, ``volume inspect``'s in the CLI). Remove
-        once the Engine-API frontend builds this in its own convert module.
-        """
-        return {
-            "Name": self.name,
-            "Driver": self.driver,
-            "Mountpoint": self.mountpoint,
-            "CreatedAt": self.created_at,
-            "Status": dict(self.status),
-            "Labels": dict(self.labels),
-            "Scope": self.scope,
-            "Options": dict(self.options),
-            "UsageData": None,
-        }
-
 
 @dataclass(frozen=True)
 class PruneReport:

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
 
     from cargohold.core import Runtime
     from cargohold.plugins.bench.targets import NOOP_PLUGIN, served_plugin_name
-    from cargohold.plugins.docker.serving import ListenOn, PluginServer
+    from cargohold.plugins.docker.server import ListenOn, PluginServer
 
     # waitress warns of queued requests: expected when the bench sends many at once
     logging.getLogger("waitress").setLevel(logging.ERROR)

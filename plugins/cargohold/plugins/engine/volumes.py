@@ -8,6 +8,7 @@ from flask import Flask, Response, request
 
 from cargohold.core.api.errors import CargoholdError, InvalidArgument
 from cargohold.core.volumes.filters import LIST_FILTERS, PRUNE_FILTERS
+from cargohold.plugins import shapes
 from cargohold.plugins.engine.wire import answer, api_version, filters, flag
 from cargohold.plugins.http.bodies import parse_json_object, string_map
 
@@ -22,7 +23,7 @@ def register(app: Flask, rt: Runtime) -> None:
     @app.route("/volumes", methods=["GET"])
     def volume_list() -> Response:
         volumes = rt.volumes.list(filters(LIST_FILTERS))
-        return answer({"Volumes": [v.to_docker() for v in volumes], "Warnings": None})
+        return answer({"Volumes": [shapes.volume(v) for v in volumes], "Warnings": None})
 
     @app.route("/volumes/create", methods=["POST"])
     def volume_create() -> Response:
@@ -33,11 +34,11 @@ def register(app: Flask, rt: Runtime) -> None:
             raise InvalidArgument("Name and Driver must be strings")
         opts = string_map(body.get("DriverOpts"), "DriverOpts")
         labels = string_map(body.get("Labels"), "Labels")
-        return answer(rt.volumes.create(name, driver, opts, labels).to_docker(), 201)
+        return answer(shapes.volume(rt.volumes.create(name, driver, opts, labels)), 201)
 
     @app.route("/volumes/<name>", methods=["GET"])
     def volume_inspect(name: str) -> Response:
-        return answer(rt.volumes.get(name).to_docker())
+        return answer(shapes.volume(rt.volumes.get(name)))
 
     @app.route("/volumes/<name>", methods=["DELETE"])
     def volume_remove(name: str) -> Response:
