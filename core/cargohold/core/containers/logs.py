@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from cargohold.core.containers.records import now
+from cargohold.core.api.clock import utc_now
 
 #: As Docker's json-file driver: a line longer than this is split into records.
 MAX_LINE = 16384
@@ -23,7 +23,7 @@ MAX_LINE = 16384
 def write(logfile: BinaryIO, stream: str, *chunks: bytes) -> None:
     if not chunks:
         return
-    stamp = now()
+    stamp = utc_now("microseconds")
     records = [
         json.dumps({"log": c.decode("utf-8", "surrogateescape"), "stream": stream, "time": stamp})
         for c in chunks

@@ -25,12 +25,8 @@ CONTAINER_LABEL = "cargohold.container"
 EXIT_SUPERVISOR_LOST = 255
 
 
-def now() -> str:
-    return utc_now("microseconds")
-
-
 def parse_time(text: str) -> float:
-    """A timestamp as `now` writes it, as seconds since the epoch (0 if unreadable)."""
+    """A timestamp as `utc_now` writes it, as seconds since the epoch (0 if unreadable)."""
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -147,7 +143,7 @@ class ContainerEvent:
     name: str
     image: str
     attributes: Mapping[str, str] = field(default_factory=dict)
-    time: str = field(default_factory=now)
+    time: str = field(default_factory=lambda: utc_now("microseconds"))
 
 
 class StartFailed(CargoholdError):

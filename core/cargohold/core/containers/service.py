@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.container_mounts import VOLUME, VOLUMES_FROM, MountSpec
 from cargohold.core.api.errors import CargoholdError, Conflict, InvalidArgument, NotFound
 from cargohold.core.containers import logs, names, procfs
@@ -43,7 +44,6 @@ from cargohold.core.containers.records import (
     Rootfs,
     StartFailed,
     describe_status,
-    now,
 )
 from cargohold.core.images.config import container_config
 from cargohold.core.state.container_store import ContainerStore, name_conflict
@@ -135,7 +135,7 @@ class ContainerService:
                 status="exited",
                 exit_code=EXIT_SUPERVISOR_LOST,
                 error="the supervising process ended before the container",
-                finished_at=now(),
+                finished_at=utc_now("microseconds"),
             )
             self.store.set_state(container.id, state)
             return replace(container, state=state)
@@ -203,7 +203,7 @@ class ContainerService:
             name=name or names.random_name(),
             image=image,
             image_id=config.id,
-            created=now(),
+            created=utc_now("microseconds"),
             args=entry + cmd,
             entrypoint=entry,
             cmd=cmd,

@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.container_mounts import MountSpec, PreparedMount
 from cargohold.core.api.errors import CargoholdError, Conflict
 from cargohold.core.containers import logs, procfs, runner, signals
 from cargohold.core.containers.etcfiles import etc_files
-from cargohold.core.containers.records import Container, ContainerState, StartFailed, now
+from cargohold.core.containers.records import Container, ContainerState, StartFailed
 
 if TYPE_CHECKING:
     from cargohold.core.api.snapshots import SnapshotMount
@@ -222,7 +223,7 @@ class Supervisor:
                 pid_start=procfs.start_time(pid),
                 supervisor=me,
                 supervisor_start=procfs.start_time(me),
-                started_at=now(),
+                started_at=utc_now("microseconds"),
             )
             service.store.set_state(container.id, state)
             container = replace(container, state=state)
@@ -238,7 +239,7 @@ class Supervisor:
         code = runner.exit_code_of(status)
         # mounts first: once the state says exited (what stop waits for), volumes are released
         service.release_mounts(container, prepared)
-        state = replace(state, status="exited", exit_code=code, finished_at=now())
+        state = replace(state, status="exited", exit_code=code, finished_at=utc_now("microseconds"))
         service.store.set_state(container.id, state)
         container = replace(container, state=state)
         service.emit("die", container, exitCode=str(code))
@@ -258,7 +259,7 @@ class Supervisor:
             exit_code=code,
             error=message,
             started_at=container.state.started_at,
-            finished_at=now(),
+            finished_at=utc_now("microseconds"),
         )
         self.service.store.set_state(container.id, state)
         if container.autoremove:

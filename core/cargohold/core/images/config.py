@@ -26,10 +26,6 @@ _REFERENCE = re.compile(
 )
 
 
-def now() -> str:
-    return utc_now()
-
-
 def parse_json(data: bytes, what: str) -> Any:
     try:
         return json.loads(data)
@@ -84,7 +80,7 @@ def new_config(
     base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An image config (OCI/Docker JSON) with ``run_config`` and these layers."""
-    stamp = now()
+    stamp = utc_now()
     history = list((base or {}).get("history") or [])
     history.append({"created": stamp, "created_by": created_by})
     return {

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
@@ -56,7 +57,6 @@ from cargohold.core.images.config import (
     dump_config,
     new_config,
     normalize_reference,
-    now,
 )
 from cargohold.core.images.ingest import Ingest, StagedImage, Staging, stage_layer
 from cargohold.core.images.records import Image
@@ -277,7 +277,7 @@ class ImageStore:
                     cursor = db.execute(
                         "INSERT OR IGNORE INTO images (id, config, created, size)"
                         " VALUES (?, ?, ?, ?)",
-                        (image_id, staged.config, now(), size),
+                        (image_id, staged.config, utc_now(), size),
                     )
                     if cursor.rowcount:
                         db.executemany(
