@@ -19,7 +19,7 @@ import pytest
 # Heavy, and needed by none of the commands below.
 NEVER_AT_START = {
     "flask",
-    "waitress",
+    "httptools",
     "werkzeug",
     "ssl",
     "http.client",

@@ -115,7 +115,7 @@ class Served:
 def serving(
     runtime: Runtime, driver: str, socket_dir: Path
 ) -> Iterator[tuple[PluginServer, PluginClient]]:
-    """``driver`` served in this process on a real unix socket under waitress, and a client."""
+    """``driver`` served in this process on a real unix socket, and a client."""
     server = PluginServer(runtime.volumes, driver, unique_name(), ListenOn(socket_dir=socket_dir))
     server.start()
     try:

@@ -288,7 +288,7 @@ def _send_early_answered(
 
 @pytest.mark.parametrize(
     ("size", "chunked"),
-    # just over the limit; over waitress's own default-sized limits; streamed without a length
+    # just over the limit; several times over it; streamed without a length
     [(1024 * 1024 + 1, False), (5_000_000, False), (3_000_000, True)],
 )
 def test_every_oversized_body_gets_a_json_err(

@@ -16,10 +16,11 @@ class DataDirDriver(VolumeDriver):
         return self.root / name / "_data"
 
     def get(self, name: str) -> DriverVolume:
-        data = self._data(name)
-        if not data.is_dir():
+        # the engine asks Get often: one string and one stat, not pathlib's joins
+        data = f"{self.root}/{name}/_data"
+        if not os.path.isdir(data):
             raise NotFound(f"no such volume: {name}")
-        return DriverVolume(name, data)
+        return DriverVolume(name, Path(data))
 
     def list(self) -> list[DriverVolume]:
         return [

@@ -3,7 +3,7 @@
 For targets reached over the Docker volume-plugin protocol (``served:NAME`` and
 external plugins). One keep-alive connection per server sends
 ``VolumeDriver.Get`` of a volume the target holds; the floor is cargohold's
-own plugin stack (Flask on waitress, in the served child) answering a handler
+own plugin server (in the served child) answering a handler
 that does nothing, timed in interleaved blocks so drift hits both alike.
 """
 
@@ -62,5 +62,5 @@ def run(target: VolumeTarget, case: Case, noop: PluginAddress) -> list[Figure]:
         target.remove(volume)
     case.advance(1.0)
     return figures_from_samples(
-        NAME, "Get", samples["target"], samples["floor"], "no-op handler (Flask+waitress)"
+        NAME, "Get", samples["target"], samples["floor"], "no-op handler (cargohold serve)"
     )

@@ -1,11 +1,10 @@
-"""The Flask app that serves one volume driver as a Docker volume plugin.
+"""What serves one volume driver as a Docker volume plugin, behind the HTTP server.
 
-A thin translation: every endpoint parses its body (`protocol`), calls the
+A thin translation: every method parses its body (`protocol`), calls the
 runtime's `VolumeService` (which owns names, metadata, references and locks,
 all kept in the SQLite store) and answers (`convert`). Errors become
-``{"Err": "..."}`` with the error's HTTP status, through the HTTP kit's
-handlers; the engine reports any non-empty ``Err`` or non-200 answer as the
-call's failure.
+``{"Err": "..."}`` with the error's HTTP status; the engine reports any
+non-empty ``Err`` or non-200 answer as the call's failure.
 """
 
 from __future__ import annotations
@@ -13,21 +12,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
-from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
-
-from cargohold.core.api.errors import NotFound
+from cargohold.core.api.errors import CargoholdError, NotFound
 from cargohold.core.volumes.service import Volume, VolumeService
 from cargohold.plugins.docker import convert, protocol
 from cargohold.plugins.docker.health import STATUS_PATH, Health
 from cargohold.plugins.docker.protocol import Body
-from cargohold.plugins.http.flask_errors import install_error_handlers
+from cargohold.plugins.http.calls import Answer, Call
+from cargohold.plugins.http.errors import status_for
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Body], dict[str, Any]]
+#: where the status document is read (the short one is for people typing it)
+STATUS_PATHS = (STATUS_PATH, "/status")
 
 
 class VolumePlugin:
@@ -110,84 +110,83 @@ class VolumePlugin:
         )
 
 
-def create_app(volumes: VolumeService, driver: str, health: Health) -> Flask:
-    """The WSGI app serving ``driver``; ``health`` counts requests and keeps errors."""
-    app = Flask(f"cargohold-plugin-{health.plugin}")
-    app.config["MAX_CONTENT_LENGTH"] = protocol.MAX_BODY
-    plugin = VolumePlugin(volumes, driver)
+class PluginApp:
+    """Routes each call to its method and answers in the protocol's shape.
 
-    for method, handler in plugin.handlers().items():
-        app.add_url_rule(
-            f"/{method}",
-            endpoint=method,
-            view_func=_endpoint(method, handler, health),
-            methods=["POST"],
+    Errors answer ``{"Err": ...}`` with the error's status (`errors.status_for`);
+    ``health`` counts the calls and keeps the failures, where ``GET
+    /cargohold/status`` shows them.
+    """
+
+    def __init__(self, volumes: VolumeService, driver: str, health: Health) -> None:
+        self.volumes = volumes
+        self.health = health
+        self.methods = VolumePlugin(volumes, driver).handlers()
+
+    def add(self, method: str, handler: Handler) -> None:
+        """Answer ``POST /<method>`` with ``handler`` too (the bench's no-op floor)."""
+        self.methods[method] = handler
+
+    def __call__(self, call: Call) -> Answer:
+        method = call.path[1:]
+        handler = self.methods.get(method)
+        if handler is not None:
+            if call.method != "POST":
+                message = f"{call.method} {call.path} is not allowed: the protocol uses POST"
+                return self._failed(method, None, message, 405)
+            return self._call(method, handler, call.body)
+        if call.path in STATUS_PATHS:
+            if call.method not in ("GET", "HEAD"):
+                message = f"{call.method} {call.path} is not allowed: the status is read with GET"
+                return self._failed(method, None, message, 405)
+            report = json.dumps(self.health.report(self.volumes), indent=2) + "\n"
+            return Answer(200, report.encode(), "application/json")
+        message = f"unknown endpoint {call.path}: this plugin answers POST " + ", ".join(
+            f"/{m}" for m in protocol.METHODS
         )
+        return self._failed(method or "-", None, message, 404)
 
-    def status() -> Response:
-        return Response(
-            json.dumps(health.report(volumes), indent=2) + "\n",
-            content_type="application/json",
-        )
-
-    app.add_url_rule(STATUS_PATH, endpoint="status", view_func=status, methods=["GET"])
-    app.add_url_rule("/status", endpoint="status-short", view_func=status, methods=["GET"])
-
-    def describe_http(err: HTTPException) -> str:
-        # Routing and size errors, answered in the protocol's shape, never as HTML.
-        if err.code == 404:
-            return f"unknown endpoint {request.path}: this plugin answers POST " + ", ".join(
-                f"/{m}" for m in protocol.METHODS
-            )
-        if err.code == 405:
-            return f"{request.method} {request.path} is not allowed: the protocol uses POST"
-        if err.code == 413:
-            return protocol.too_large_message()
-        return f"{request.path}: {err.description or err.name}"
-
-    def describe_unexpected(err: BaseException) -> str:
-        return (
-            f"{_method()} failed inside the plugin ({type(err).__name__}: {err}); "
-            "the plugin's log has the details"
-        )
-
-    def observe(message: str, status: int) -> None:
-        body = g.get("body") or {}
-        name = body.get("Name")
-        volume = name[:255] if isinstance(name, str) else None
-        # a 404 from a protocol endpoint is a volume not found; from routing, a bad path
-        missing = status == 404 and request.url_rule is not None
-        if missing:
-            log.info("%s %s: %s", _method(), volume or "-", message)
+    def refuse(self, status: int, problem: str, path: str) -> Answer:
+        """The answer to a request the HTTP server refused before any method saw it."""
+        if status == 413:
+            message = protocol.too_large_message()
+        elif status == 500:
+            message = problem
         else:
-            log.warning("%s %s: %s", _method(), volume or "-", message)
-        health.failed(_method(), volume, message, status, missing=missing)
+            message = f"{HTTPStatus(status).phrase}: {problem}"
+        return self._failed(path.lstrip("/") or "-", None, message, status)
 
-    install_error_handlers(
-        app,
-        lambda message, status: answer(protocol.error_answer(message), status),
-        describe_http=describe_http,
-        describe_unexpected=describe_unexpected,
-        observe=observe,
-    )
-    return app
+    def _call(self, method: str, handler: Handler, raw: bytes) -> Answer:
+        self.health.count(method)
+        body: Body | None = None
+        try:
+            body = protocol.parse_body(raw)
+            return answer(handler(body), 200)
+        except CargoholdError as err:
+            # a 404 from a method is a volume not found: routine, the engine asks first
+            status = status_for(err)
+            return self._failed(method, body, str(err), status, missing=status == 404)
+        except Exception as err:
+            log.exception("%s: unexpected error", method)
+            message = (
+                f"{method} failed inside the plugin ({type(err).__name__}: {err}); "
+                "the plugin's log has the details"
+            )
+            return self._failed(method, body, message, 500)
+
+    def _failed(
+        self, method: str, body: Body | None, message: str, status: int, *, missing: bool = False
+    ) -> Answer:
+        name = (body or {}).get("Name")
+        volume = name[:255] if isinstance(name, str) else None
+        if missing:
+            log.info("%s %s: %s", method, volume or "-", message)
+        else:
+            log.warning("%s %s: %s", method, volume or "-", message)
+        self.health.failed(method, volume, message, status, missing=missing)
+        return answer(protocol.error_answer(message), status)
 
 
-def _method() -> str:
-    return request.path.lstrip("/") or "-"
-
-
-def _endpoint(method: str, handler: Handler, health: Health) -> Callable[[], Response]:
-    def view() -> Response:
-        health.count(method)
-        # parsed first and kept for the error handlers, which name the volume
-        g.body = protocol.parse_body(request.get_data(cache=False))
-        return answer(handler(g.body), 200)
-
-    view.__name__ = method
-    return view
-
-
-def answer(data: dict[str, Any], status: int) -> Response:
+def answer(data: dict[str, Any], status: int) -> Answer:
     # The engine's decoder, like Go's encoder, is happy with a trailing newline.
-    return Response(json.dumps(data) + "\n", status=status, content_type=protocol.CONTENT_TYPE)
+    return Answer(status, (json.dumps(data) + "\n").encode(), protocol.CONTENT_TYPE)

@@ -1,7 +1,7 @@
 """``cargohold serve`` and ``cargohold plugin status``: the commands of served plugins.
 
 This module is the plugin's entry point, imported by every ``cargohold``
-command: Flask and waitress are imported only when a server actually starts.
+command: the server's modules are imported only when a server actually starts.
 """
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def identity(path: Path) -> tuple[int, int]:
 class TlsFrontend:
     """Terminates TLS for a TCP plugin and relays each connection to a private socket.
 
-    waitress speaks plain HTTP only, so TLS (with client certificates when a
+    The call server speaks plain HTTP only, so TLS (with client certificates when a
     CA is given) is handled here and the bytes go on to the app's own socket.
     """
 

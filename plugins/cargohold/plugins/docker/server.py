@@ -1,9 +1,7 @@
-"""The plugin server: one Flask app per served driver under waitress, and its shutdown."""
+"""The plugin server: each served driver's `PluginApp` on its own socket, and its shutdown."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import signal
 import socket
@@ -13,26 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
-
-from flask import Flask
-from waitress import wasyncore
-from waitress.channel import HTTPChannel
-from waitress.server import create_server
-from waitress.task import ErrorTask
-from waitress.utilities import RequestEntityTooLarge
 
 from cargohold.core.api.errors import Unavailable
 from cargohold.core.runtime import Runtime
 from cargohold.core.volumes.service import VolumeService
 from cargohold.plugins.docker import listen, protocol
-from cargohold.plugins.docker.app import create_app
+from cargohold.plugins.docker.app import PluginApp
 from cargohold.plugins.docker.health import Health
+from cargohold.plugins.http.calls import CallServer
 
 log = logging.getLogger(__name__)
-
-#: Worker threads per served driver: calls on different volumes run in parallel.
-THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -61,14 +49,12 @@ class PluginServer:
         name: str,
         where: ListenOn | None = None,
         *,
-        threads: int = THREADS,
-        app_factory: Callable[[VolumeService, str, Health], Flask] = create_app,
+        app_factory: Callable[[VolumeService, str, Health], PluginApp] = PluginApp,
     ) -> None:
         self.volumes = volumes
         self.driver = driver
         self.name = name
         self.where = where or ListenOn()
-        self.threads = threads
         self.health = Health(name, driver)
         self.app = app_factory(volumes, driver, self.health)
         self.socket_path: Path | None = None
@@ -78,12 +64,10 @@ class PluginServer:
         self._lock = listen.NameLock(self._sockets_dir, name)
         self._owned: dict[Path, tuple[int, int]] = {}
         self._sockets: list[socket.socket] = []
-        self._map: dict[int, Any] = {}
-        self._stopping = threading.Event()
         #: set when the server cannot answer any more; `serve` then shuts down
         self.failed = threading.Event()
         self._thread: threading.Thread | None = None
-        self._server: Any = None
+        self._server: CallServer | None = None
         self._frontend: listen.TlsFrontend | None = None
         self._private: tempfile.TemporaryDirectory[str] | None = None
 
@@ -132,19 +116,8 @@ class PluginServer:
             spec_dir = where.spec_dir or listen.spec_dir()
             self.spec_path = listen.write_spec(spec_dir, self.name, self.url, where.tls)
             self._own(self.spec_path)
-        self._server = create_server(
-            self.app,
-            map=self._map,
-            sockets=[sock],
-            threads=self.threads,
-            ident="cargohold",
-            # refused by waitress before a byte of the body is buffered
-            max_request_body_size=protocol.MAX_BODY + 1,
-            clear_untrusted_proxy_headers=False,
-            asyncore_use_poll=True,
-        )
-        # waitress's own refusals (oversized body, broken HTTP) answer {"Err"} too
-        self._server.channel_class = json_error_channel(self.health)
+        # calls on different connections (the engine opens several) run in parallel
+        self._server = CallServer(sock, self.app, self.app.refuse, max_body=protocol.MAX_BODY)
         if self._frontend is not None:
             self._frontend.start()
 
@@ -156,26 +129,20 @@ class PluginServer:
         self._owned[path] = listen.identity(path)
 
     def _loop(self) -> None:
-        server = self._server
+        assert self._server is not None
         try:
-            while not self._stopping.is_set():
-                wasyncore.loop(timeout=1.0, map=self._map, use_poll=True, count=1)
+            self._server.serve_forever()
         except Exception:
             log.exception("plugin %s: the server loop failed", self.name)
             self.failed.set()
-        finally:
-            server.task_dispatcher.shutdown(timeout=5)
-            wasyncore.close_all(self._map, ignore_all=True)
 
     def stop(self) -> None:
         """Remove the socket and spec file, finish running calls, close everything."""
         self._remove_files()
         if self._frontend is not None:
             self._frontend.close()
-        self._stopping.set()
         if self._server is not None:
-            with contextlib.suppress(OSError):
-                self._server.pull_trigger()
+            self._server.shutdown(timeout=5)
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._private is not None:
@@ -187,34 +154,6 @@ class PluginServer:
         for path, made in list(self._owned.items()):
             listen.remove_if_same(path, made)
             del self._owned[path]
-
-
-def json_error_channel(health: Health) -> type[HTTPChannel]:
-    """A waitress channel whose own error answers are ``{"Err": ...}``, not plain text."""
-
-    class JsonErrorTask(ErrorTask):
-        def execute(self) -> None:
-            # the stubs type `request` as the error; at run time it is the parser holding it
-            request: Any = self.request
-            error = request.error
-            if isinstance(error, RequestEntityTooLarge):
-                message = protocol.too_large_message()
-            else:
-                message = f"{error.reason}: {error.body}"
-            # a request that broke before its first line was parsed has no path
-            path = str(getattr(request, "path", "") or "").lstrip("/")
-            health.failed(path or "-", None, message, error.code)
-            body = (json.dumps(protocol.error_answer(message)) + "\n").encode()
-            self.status = f"{error.code} {error.reason}"
-            self.response_headers = [("Content-Type", protocol.CONTENT_TYPE)]
-            self.set_close_on_finish()
-            self.content_length = len(body)
-            self.write(body)
-
-    class JsonErrorChannel(HTTPChannel):
-        error_task_class = JsonErrorTask
-
-    return JsonErrorChannel
 
 
 def _advertised(host: str) -> str:
