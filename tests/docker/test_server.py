@@ -323,6 +323,124 @@ def test_broken_http_gets_a_json_err(served: Served) -> None:
     served.client.call("Plugin.Activate")
 
 
+def _raw_exchange(socket_path: Path, data: bytes, *, wait_for: int = 1) -> list[bytes]:
+    """Send ``data`` as it is and read until ``wait_for`` answers (head + body) came."""
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(10)
+    try:
+        raw.connect(str(socket_path))
+        raw.sendall(data)
+        received = b""
+        answers: list[bytes] = []
+        while len(answers) < wait_for:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+            while b"\r\n\r\n" in received:
+                head, _, rest = received.partition(b"\r\n\r\n")
+                length = next(
+                    (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                     if line.lower().startswith(b"content-length:")),
+                    0,
+                )  # fmt: skip
+                if len(rest) < length:
+                    break
+                answers.append(head + b"\r\n\r\n" + rest[:length])
+                received = rest[length:]
+        return answers
+    finally:
+        raw.close()
+
+
+def test_pipelined_calls_are_answered_in_order(served: Served) -> None:
+    assert served.server.socket_path is not None
+    served.client.call("VolumeDriver.Create", {"Name": "piped"})
+    calls = b""
+    for method, body in (("VolumeDriver.Get", b'{"Name": "piped"}'), ("Plugin.Activate", b"")):
+        calls += f"POST /{method} HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        calls += body
+    first, second = _raw_exchange(served.server.socket_path, calls, wait_for=2)
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"Name": "piped"' in first
+    assert second.startswith(b"HTTP/1.1 200 ") and b'"Implements"' in second
+
+
+def test_expect_continue_is_answered_before_the_body(served: Served) -> None:
+    assert served.server.socket_path is not None
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(10)
+    try:
+        raw.connect(str(served.server.socket_path))
+        body = b'{"Name": "continued"}'
+        raw.sendall(
+            b"POST /VolumeDriver.Create HTTP/1.1\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert raw.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"  # sent before the body
+        raw.sendall(body)
+        assert raw.recv(65536).startswith(b"HTTP/1.1 200 ")
+    finally:
+        raw.close()
+    assert served.runtime.volumes.get("continued").name == "continued"
+
+
+def test_an_oversized_head_gets_a_json_err(served: Served) -> None:
+    assert served.server.socket_path is not None
+    request = b"POST /VolumeDriver.Get HTTP/1.1\r\nX-Filler: " + b"x" * 70_000 + b"\r\n\r\n"
+    (answer,) = _raw_exchange(served.server.socket_path, request)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert "larger than 65536 bytes" in json.loads(body)["Err"]
+    served.client.call("Plugin.Activate")
+
+
+def test_stop_lets_a_call_in_progress_finish(short_dir: Path) -> None:
+    armed, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowGet(_SharedDirs):
+        name = "slowget"
+
+        def get(self, name: str) -> DriverVolume:
+            if armed.is_set():  # after the create, which asks too
+                entered.set()
+                release.wait(10)
+            return DriverVolume(name, self.root / name, {"slow": True})
+
+    class Provides:
+        @hookimpl
+        def cargohold_volume_drivers(self) -> list[type[VolumeDriver]]:
+            return [SlowGet]
+
+    got: list[Any] = []
+    with Runtime(short_dir / "state", plugins=[Provides()]) as runtime:
+        server = PluginServer(runtime.volumes, "slowget", unique_name(), ListenOn(short_dir / "p"))
+        server.start()
+        assert server.socket_path is not None
+        client = PluginClient(server.socket_path)
+        try:
+            client.call("VolumeDriver.Create", {"Name": "slow"})
+            armed.set()
+            caller = threading.Thread(
+                target=lambda: got.append(client.call("VolumeDriver.Get", {"Name": "slow"}))
+            )
+            caller.start()
+            assert entered.wait(10)
+            stopper = threading.Thread(target=server.stop)
+            stopper.start()
+            stopper.join(0.5)
+            assert stopper.is_alive(), "stop did not wait for the call being answered"
+            assert not server.socket_path.exists(), "the socket outlived the start of stop"
+            release.set()
+            caller.join(10)
+            stopper.join(10)
+            assert not stopper.is_alive()
+        finally:
+            release.set()
+            server.stop()
+            client.close()
+    assert got and got[0]["Volume"]["Status"] == {"slow": True}
+
+
 def _tree(root: Path) -> dict[str, int]:
     """Every path under ``root`` with its size (lock files and the database excepted)."""
     found = {}
