@@ -41,11 +41,8 @@ NOT_FOR_VOLUMES = {
 
 PROBE = """
 import json, sys
-from cargohold.core.cli import main
-try:
-    main(sys.argv[1:])
-except SystemExit:
-    pass
+from cargohold.core.cli import run_cli
+run_cli(sys.argv[1:])
 print(json.dumps(sorted(sys.modules)), file=sys.stderr)
 """
 
