@@ -1,20 +1,19 @@
-"""Registers the built-in snapshotters (driver modules imported only when collected)."""
+"""Registers the built-in snapshotters, each imported only when its name is first used."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from cargohold.core import hookimpl
-
-if TYPE_CHECKING:
-    from cargohold.core.api.snapshots import SnapshotDriver
+from cargohold.core import KnownImplementation, hookimpl
 
 
 @hookimpl
-def cargohold_snapshotters() -> Sequence[type[SnapshotDriver]]:
-    from cargohold.drivers.snapshotters.btrfs import BtrfsSnapshotter
-    from cargohold.drivers.snapshotters.copy import CopySnapshotter
-    from cargohold.drivers.snapshotters.overlay import OverlaySnapshotter
-
-    return [OverlaySnapshotter, CopySnapshotter, BtrfsSnapshotter]
+def cargohold_snapshotters() -> Sequence[KnownImplementation]:
+    return [
+        KnownImplementation(name, f"cargohold.drivers.snapshotters.{name}:{cls}")
+        for name, cls in (
+            ("overlay", "OverlaySnapshotter"),
+            ("copy", "CopySnapshotter"),
+            ("btrfs", "BtrfsSnapshotter"),
+        )
+    ]

@@ -8,7 +8,6 @@ filesystem, at a path inside the container).
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -196,6 +195,8 @@ def _flag(value: str | None, key: str, what: str) -> bool:
 
 def parse_mount(text: str) -> MountSpec:
     """Docker's ``--mount type=volume|bind|tmpfs,source=...,target=...,...``."""
+    import csv  # only --mount needs it
+
     what = f"invalid mount {text!r}"
     try:
         fields = next(csv.reader([text]))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
+import os
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -56,6 +54,8 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     chains: list[str] = []
     for diff_id in diff_ids:
         if chains:
+            import hashlib  # here, so a one-layer image (most runs) needs none
+
             digest = hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
             chains.append(f"sha256:{digest}")
         else:
@@ -64,7 +64,7 @@ def chain_ids(diff_ids: Sequence[str]) -> list[str]:
 
 
 def host_architecture() -> str:
-    machine = platform.machine()
+    machine = os.uname().machine
     return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
 
 
@@ -146,6 +146,8 @@ def _json_or_shell(text: str, *, shell: bool) -> list[str]:
 
 
 def _pairs(text: str) -> dict[str, str]:
+    import shlex  # only builds and commits parse instructions
+
     words = shlex.split(text)
     if len(words) >= 2 and "=" not in words[0]:
         return {words[0]: " ".join(words[1:])}  # legacy "ENV key value"

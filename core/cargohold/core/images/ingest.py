@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import builtins
-import hashlib
 import os
 import uuid
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +74,9 @@ def stage_layer(
     ``progress`` is told the size of each chunk read from ``stream``.
     """
     import gzip
+    import hashlib
     import tarfile
+    import zlib
 
     from cargohold.core.images.archives import GZIP_MAGIC, ZSTD_MAGIC, Counted, Prepend
     from cargohold.core.images.layers import check_layer

@@ -30,15 +30,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -127,6 +124,9 @@ class ImageStore:
     @contextlib.contextmanager
     def _staging(self) -> Iterator[Staging]:
         """A fresh staging area. Callers hold the store lock, so any other is a crash's."""
+        import shutil
+        import tempfile  # loading images needs these; running one (every run) does not
+
         self._setup()
         self._remove_leftovers()
         path = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / "tmp"))
@@ -137,6 +137,8 @@ class ImageStore:
 
     def _remove_leftovers(self) -> None:
         """Delete what a crash mid-load left: staging areas and blobs no row names."""
+        import shutil
+
         for stale in (self.root / "tmp").glob("stage-*"):
             shutil.rmtree(stale, ignore_errors=True)
         rows = self._db().execute("SELECT diff_id FROM layers")
@@ -258,6 +260,8 @@ class ImageStore:
 
     def _commit(self, staging: Staging) -> builtins.list[Image]:
         """Make staged layers and images visible, all or nothing."""
+        import hashlib
+
         added: builtins.list[Path] = []
         try:
             with self._transaction() as db:

@@ -118,7 +118,7 @@ def _same(a: object, b: object) -> bool:
 
 def _missing(entry: object) -> str:
     """The first required module of ``entry`` that cannot be found, or ''."""
-    if not isinstance(entry, KnownImplementation):
+    if not isinstance(entry, KnownImplementation) or not entry.requires:
         return ""
     import importlib.util  # only registrations that name requirements need it
 

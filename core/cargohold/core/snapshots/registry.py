@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +73,7 @@ class SnapshotterRegistry:
             return snap
 
     def default_name(self) -> str:
-        return default_snapshotter(self.state_dir, self.classes())
+        return default_snapshotter(self.state_dir, self._registry)
 
     def default(self) -> Snapshotter:
         """The snapshotter ``$CARGOHOLD_SNAPSHOTTER`` names, else the best for this host."""
@@ -95,25 +94,28 @@ class SnapshotterRegistry:
 PREFERENCE = ("btrfs", "overlay", "copy")
 
 
-def default_snapshotter(
-    state_dir: Path, classes: Mapping[str, type[SnapshotDriver]] | None = None
-) -> str:
+def default_snapshotter(state_dir: Path, registry: Registry[SnapshotDriver] | None = None) -> str:
     """The snapshotter to use for ``state_dir`` on this host.
 
     ``$CARGOHOLD_SNAPSHOTTER`` wins; otherwise the first of `PREFERENCE`
     whose driver can run (``unsupported_reason`` is None), then any other.
+    Each is imported only when its turn comes: the first that can run ends it.
     """
     if chosen := os.environ.get(SNAPSHOTTER_ENV):
         return chosen
-    if classes is None:
+    if registry is None:
         from cargohold.core.plugin.manager import build_plugin_manager
 
         hook = build_plugin_manager().hook
-        classes = {cls.name: cls for provided in hook.cargohold_snapshotters() for cls in provided}
-    order = [n for n in PREFERENCE if n in classes] + sorted(set(classes) - set(PREFERENCE))
+        registry = Registry(hook.cargohold_snapshotters, SnapshotDriver, "snapshotter")
+    names = registry.names()
+    order = [n for n in PREFERENCE if n in names] + sorted(set(names) - set(PREFERENCE))
     reasons: list[str] = []
     for name in order:
-        reason = classes[name].unsupported_reason(state_dir / "snapshots" / name)
+        cls = registry.find(name)
+        if cls is None:
+            continue
+        reason = cls.unsupported_reason(state_dir / "snapshots" / name)
         if reason is None:
             return name
         reasons.append(f"{name}: {reason}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,6 +121,8 @@ def _remembered_probe(root: Path, base: Path, device: int) -> str | None:
 
 def _probe(base: Path) -> str | None:
     """SnapshotMount a two-layer overlay with its upper dir on ``base``'s filesystem."""
+    import tempfile  # a probe runs once per boot
+
     try:
         with tempfile.TemporaryDirectory(prefix=".overlay-probe-", dir=base) as tmp:
             dirs = {n: Path(tmp, n) for n in ("lower", "upper", "work", "merged")}
