@@ -32,6 +32,7 @@ from cargohold.core import (
 )
 from cargohold.core.api.volume_driver import DriverContext
 from cargohold.plugins.docker import client as client_plugin
+from cargohold.plugins.docker import finder
 from cargohold.plugins.docker.client import PluginClient, connect, error_class
 from cargohold.plugins.docker.discovery import (
     SOCKET_DIR_ENV,
@@ -100,7 +101,7 @@ def serve(plugins: list[MiniPlugin], root: Path, socket_path: Path, **kwargs: ob
 
 def runtime_with_client(state: Path) -> Runtime:
     """A runtime whose plugins include the client, whether or not entry points are installed."""
-    return Runtime(state, autoload=False, plugins=[client_plugin], blocked=["docker-client"])
+    return Runtime(state, autoload=False, plugins=[finder], blocked=["docker-client"])
 
 
 # -- discovery ----------------------------------------------------------------

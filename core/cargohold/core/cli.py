@@ -32,7 +32,7 @@ T = TypeVar("T")
 
 
 def runtime() -> Runtime:
-    """The runtime of the running command, built on first use and closed at exit."""
+    """The runtime of the running command, built on first use; its drivers close at exit."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     rt = root.meta.get("cargohold.runtime")
@@ -49,7 +49,8 @@ def runtime() -> Runtime:
                 f"Point {STATE_DIR_ENV} or --state-dir at a writable directory"
             ) from None
         root.meta["cargohold.runtime"] = rt
-        root.call_on_close(rt.close)
+        # the command's process ends next: its drivers close, its databases need not
+        root.call_on_close(rt.close_drivers)
     assert isinstance(rt, Runtime)
     return rt
 
@@ -365,11 +366,12 @@ def exit_now(code: int) -> NoReturn:
     (a sixth of a ``cargohold run``), and nothing is left to free once the
     process ends. What an exit must still do is done first: the atexit
     handlers (logging's flush, temporary directories' cleanup) and flushing
-    stdout and stderr. While a non-daemon thread still runs, the normal exit
-    (which waits for it) is taken instead.
+    stdout and stderr. While a non-daemon thread still runs, or a profiler or
+    debugger watches (they report at the normal exit), the normal exit is taken.
     """
     current = threading.current_thread()
-    if any(t is not current and not t.daemon for t in threading.enumerate()):
+    others = any(t is not current and not t.daemon for t in threading.enumerate())
+    if others or sys.gettrace() is not None or sys.getprofile() is not None:
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

@@ -9,11 +9,10 @@ install instead of "unknown driver".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class KnownImplementation:
+class KnownImplementation(NamedTuple):  # (a frozen dataclass costs every command ~1 ms)
     """``name`` is implemented by ``target`` (``"package.module:Class"``), imported on first use.
 
     ``requires`` names modules the implementation needs (an SDK, say): if one

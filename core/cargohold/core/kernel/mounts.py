@@ -11,8 +11,8 @@ import errno
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cargohold.core.kernel.libc import libc, raise_errno
 
@@ -208,8 +208,7 @@ def parse_options(options: str | Iterable[str]) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
-@dataclass(frozen=True)
-class MountEntry:
+class MountEntry(NamedTuple):  # (a frozen dataclass costs every command ~1 ms to define)
     """One line of ``/proc/self/mountinfo``."""
 
     mount_id: int

@@ -79,11 +79,16 @@ class SnapshotterRegistry:
         """The snapshotter ``$CARGOHOLD_SNAPSHOTTER`` names, else the best for this host."""
         return self.get(self.default_name())
 
-    def close(self) -> None:
+    def close_drivers(self) -> None:
+        """Close every snapshot driver in use (the metadata database stays open)."""
         with self._lock:
             for snap in self._instances.values():
                 snap.close()
             self._instances.clear()
+
+    def close(self) -> None:
+        self.close_drivers()
+        with self._lock:
             if self._meta is not None:
                 self._meta.close()
                 self._meta = None

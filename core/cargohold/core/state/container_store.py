@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS removed (
     at REAL NOT NULL
 )
 """
+SCHEMA_VERSION = 1
 #: how long a removed container's exit code is kept
 REMOVED_KEPT = 600.0
 
@@ -49,7 +50,7 @@ class ContainerStore:
         self.path = path
         # state rows are rewritten often; WAL + NORMAL never corrupts, and a
         # power cut at worst loses the last state change, which is re-read from /proc
-        self._db = Database(path, _SCHEMA, synchronous="NORMAL")
+        self._db = Database(path, _SCHEMA, version=SCHEMA_VERSION, synchronous="NORMAL")
 
     def close(self) -> None:
         self._db.close()

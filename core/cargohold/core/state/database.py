@@ -37,9 +37,13 @@ class Database:
         self.path = path
         self._synchronous = synchronous
         self._local = threading.local()
+        # A file already at this version has its schema: every command opens the
+        # stores, and a write transaction to re-apply it would cost each a lock.
+        if version is not None and self._version() == version:
+            return
         with self.transaction() as db:
             if version is not None:
-                (found,) = db.execute("PRAGMA user_version").fetchone()
+                found = self._version()
                 if found > version:
                     raise RuntimeError(
                         f"database {path} was written by a newer cargohold (schema {found}, "
@@ -50,6 +54,10 @@ class Database:
                 db.execute(statement)
             if version is not None:
                 db.execute(f"PRAGMA user_version = {version}")
+
+    def _version(self) -> int:
+        (found,) = self.connection().execute("PRAGMA user_version").fetchone()
+        return int(found)
 
     def connection(self) -> sqlite3.Connection:
         """This thread's connection (autocommit: use it for reads)."""

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from cargohold.core import hookimpl
 from cargohold.core.api.errors import (
     CargoholdError,
     Conflict,
@@ -558,12 +557,11 @@ _failures: dict[PluginAddress, tuple[float, str]] = {}
 _failures_lock = threading.Lock()
 
 
-@hookimpl(trylast=True)
-def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDriver | None:
+def find_driver(name: str, context: DriverContext) -> VolumeDriver:
     """A Docker volume plugin named ``name``, found where the engine finds plugins.
 
-    Last of all finders: when no plugin is there either, `NotFound` says which
-    directories were searched, so the unknown-driver error names them.
+    When there is none, `NotFound` says which directories were searched, so the
+    unknown-driver error names them.
     """
     from cargohold.plugins.docker.discovery import find_plugin, searched_dirs
 
@@ -581,13 +579,6 @@ def cargohold_find_volume_driver(name: str, context: DriverContext) -> VolumeDri
         with _failures_lock:
             _failures[address] = (time.monotonic(), str(err))
         raise
-
-
-def found_volume_drivers() -> list[dict[str, str]]:
-    """The Docker volume plugins ``-d NAME`` would find, for ``cargohold driver ls``."""
-    from cargohold.plugins.docker.discovery import listing
-
-    return listing()
 
 
 __all__ = [
