@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import logging
 import os
 import re
 import signal
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cargohold.core.api.clock import utc_now
 from cargohold.core.api.container_mounts import VOLUME, VOLUMES_FROM, MountSpec
 from cargohold.core.api.errors import CargoholdError, Conflict, InvalidArgument, NotFound
+from cargohold.core.api.logs import get_logger
 from cargohold.core.containers import logs, names, procfs
 from cargohold.core.containers.records import (
     CONTAINER_LABEL,
@@ -67,7 +67,7 @@ __all__ = [
     "describe_status",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class ContainerService:

@@ -31,7 +31,6 @@ import builtins
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import re
 import sqlite3
@@ -48,6 +47,7 @@ from cargohold.core.api.errors import (
     InvalidArgument,
     NotFound,
 )
+from cargohold.core.api.logs import get_logger
 from cargohold.core.images.config import (
     apply_changes,
     chain_ids,
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageStore", "chain_ids", "normalize_reference"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # told the size of each chunk of bytes an image command moves (see cargohold.core.progress)
 Progress = Callable[[int], None]

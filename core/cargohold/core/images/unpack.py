@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import TYPE_CHECKING
 
 from cargohold.core.api.errors import CargoholdError
+from cargohold.core.api.logs import get_logger
 from cargohold.core.api.snapshots import Info, Kind
 from cargohold.core.images.records import LAYER_LABEL, Image
 from cargohold.core.snapshots.service import Snapshotter, new_key
@@ -14,7 +14,7 @@ from cargohold.core.snapshots.service import Snapshotter, new_key
 if TYPE_CHECKING:
     from cargohold.core.images.store import ImageStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def unpacked_chain(store: ImageStore, image: Image, snapshotter: Snapshotter) -> str | None:

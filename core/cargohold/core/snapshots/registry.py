@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
 from cargohold.core.api.errors import NotFound, NotSupported
+from cargohold.core.api.logs import get_logger
 from cargohold.core.api.snapshots import (
     SnapshotContext,
     SnapshotDriver,
@@ -17,7 +17,7 @@ from cargohold.core.plugin.registry import Registry
 from cargohold.core.snapshots.service import Snapshotter
 from cargohold.core.state.snapshot_store import SnapshotMetadata
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: Environment variable naming the snapshotter to use instead of probing.
 SNAPSHOTTER_ENV = "CARGOHOLD_SNAPSHOTTER"

@@ -6,13 +6,13 @@ See `cargohold.core.api.snapshots` for the glossary and the driver contract.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Mapping
 
 from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import Conflict, InUse, InvalidArgument, NotFound
+from cargohold.core.api.logs import get_logger
 from cargohold.core.api.snapshots import (
     ApplyTarget,
     Info,
@@ -23,7 +23,7 @@ from cargohold.core.api.snapshots import (
 )
 from cargohold.core.state.snapshot_store import SnapshotMetadata
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 _Row = tuple[int, str, str, int | None, str, str, str]
 
 #: Chains kept per `Snapshotter` before the cache starts over (a few KiB each at most).

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from cargohold.core.api.errors import (
     Unavailable,
 )
 from cargohold.core.api.events import VolumeAction, VolumeEvent
+from cargohold.core.api.logs import get_logger
 from cargohold.core.api.volume_driver import Option, VolumeDriver
 from cargohold.core.state.locks import VolumeLocks
 from cargohold.core.state.volume_store import Store, VolumeRecord
@@ -39,7 +39,7 @@ from cargohold.core.volumes.names import anonymous_volume_name, validate_volume_
 if TYPE_CHECKING:
     from cargohold.core.api.arrays import ArraySnapshot, VolumeSnapshots
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 

@@ -6,7 +6,6 @@ command: the server's modules are imported only when a server actually starts.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,6 +92,8 @@ def serve_command(
     /run/docker/plugins/NAME.sock, or on TCP with a spec file. Then:
     docker volume create -d cargohold-local myvol.
     """
+    import logging
+
     from cargohold.plugins.docker import server as plugin_server
 
     logging.basicConfig(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from cargohold.core import CargoholdError, InvalidArgument, NotFound, hookimpl
+from cargohold.core.api.logs import get_logger
 
 # Every command loads this plugin: the container machinery (and the mount
 # spec types) are imported by the hooks, which only container commands call.
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from cargohold.core.containers.records import Container
     from cargohold.core.runtime import Runtime
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 VOLUME = "volume"
 
