@@ -16,13 +16,14 @@ import json
 import logging
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 import h11
+
+from cargohold.plugins.http.accept import Acceptor
 
 log = logging.getLogger(__name__)
 
@@ -231,24 +232,14 @@ class Server:
     def __init__(self, listener: socket.socket, app: WSGIApp) -> None:
         self.listener = listener
         self.app = app
-        self._stopping = threading.Event()
+        self._acceptor = Acceptor(listener, self._serve, "engine-conn")
+
+    def _serve(self, sock: socket.socket) -> None:
+        _Connection(sock, self.app).serve()
 
     def serve_forever(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                raise
-            thread = threading.Thread(
-                target=_Connection(sock, self.app).serve, name="engine-conn", daemon=True
-            )
-            thread.start()
+        self._acceptor.run()
 
     def shutdown(self) -> None:
         """Stop accepting; requests being served finish in their (daemon) threads."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
+        self._acceptor.stop()

@@ -7,6 +7,7 @@ hijacks connections and still use them:
 - `bodies`: a request body as a JSON object, and its typed fields;
 - `errors`: the HTTP status of an error (the core's errors carry theirs), and back;
 - `sockets`: claiming a unix socket path, replacing a dead server's leftover;
+- `accept`: the accept loop, a thread per connection, both servers run;
 - `calls`: a lean HTTP/1.1 server for small request-answer calls (the plugin
   server's; the daemon, which streams and hijacks, keeps Flask on h11);
 - `flask_errors`: the one Flask-specific part, error handlers answering in each

@@ -31,6 +31,8 @@ from http import HTTPStatus
 
 import httptools
 
+from cargohold.plugins.http.accept import Acceptor
+
 log = logging.getLogger(__name__)
 
 #: Request line plus headers; a real call's are a few hundred bytes.
@@ -211,24 +213,21 @@ class CallServer:
         self.handle = handle
         self.refuse = refuse
         self.max_body = max_body
-        self._stopping = threading.Event()
+        self._acceptor = Acceptor(listener, self._serve, "call-conn")
         self._lock = threading.Lock()
         self._open: dict[_Connection, threading.Thread] = {}
 
     def serve_forever(self) -> None:
         """Accept until `shutdown`; an accept that fails otherwise is raised."""
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                if self._stopping.is_set():
-                    return
-                raise
-            connection = _Connection(self, sock)
-            thread = threading.Thread(target=connection.serve, name="call-conn", daemon=True)
-            with self._lock:
-                self._open[connection] = thread
-            thread.start()
+        self._acceptor.run()
+
+    def _serve(self, sock: socket.socket) -> None:
+        connection = _Connection(self, sock)
+        with self._lock:
+            self._open[connection] = threading.current_thread()
+        if self._acceptor.stopping.is_set():  # accepted as shutdown began: it would be missed
+            connection.sock.shutdown(socket.SHUT_RD)
+        connection.serve()
 
     def answer(self, call: Call) -> Answer:
         try:
@@ -243,10 +242,7 @@ class CallServer:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop accepting, close idle connections, let calls being answered finish."""
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
+        self._acceptor.stop()
         with self._lock:
             running = list(self._open.items())
         for connection, _ in running:
