@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 from flask import Flask, Response
 
 from cargohold.core import Conflict, InUse, InvalidArgument, NotFound
+from cargohold.plugins.http.accept import Acceptor
 from cargohold.plugins.http.bodies import json_kind, parse_json_object, string_map
 from cargohold.plugins.http.errors import status_for, unexpected_message
 from cargohold.plugins.http.flask_errors import install_error_handlers
@@ -110,3 +112,37 @@ def test_flask_handlers_answer_in_the_frontends_shape() -> None:
     ]
     assert seen == [("volume v is in use", 409), ("internal error: KeyError: 'oops'", 500),
                     ("page not found", 404)]  # fmt: skip
+
+
+def test_connections_over_the_limit_are_closed_at_once(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "s.sock"))
+    listener.listen(8)
+    release = threading.Event()
+    served: list[socket.socket] = []
+
+    def serve(sock: socket.socket) -> None:
+        served.append(sock)
+        release.wait(10)
+        sock.close()
+
+    acceptor = Acceptor(listener, serve, "test-conn", limit=2)
+    running = threading.Thread(target=acceptor.run, daemon=True)
+    running.start()
+    clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(3)]
+    try:
+        for client in clients:
+            client.settimeout(10)
+            client.connect(str(tmp_path / "s.sock"))
+        assert clients[2].recv(1) == b""  # the third was closed, not left waiting
+        release.set()
+        for client in clients[:2]:
+            assert client.recv(1) == b""  # the two served ones end when their server does
+        assert len(served) == 2
+    finally:
+        release.set()
+        for client in clients:
+            client.close()
+        acceptor.stop()
+        running.join(5)
+    assert not running.is_alive()
