@@ -23,6 +23,7 @@ NOT_FOR_A_RUN = {
     "subprocess",
     "cargohold.plugins.docker.client",
     "cargohold.drivers.snapshotters.copy",
+    "cargohold.drivers.snapshotters.btrfs",  # overlay holds the images: no probe of btrfs
 }
 
 

@@ -112,3 +112,15 @@ def test_the_probe_falls_back_to_copy_where_overlay_cannot_run(
         assert default_snapshotter(tmp_path / "state") == "overlay"  # the same host, on ext4
     finally:
         mounts.umount(merged, detach=True)
+
+
+def test_the_snapshotter_holding_data_stays_the_default(
+    btrfs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SNAPSHOTTER_ENV, raising=False)
+    state = btrfs_dir / "state"
+    assert default_snapshotter(state) == "btrfs"  # fresh: the probe's first choice
+    (state / "snapshots" / "copy").mkdir(parents=True)  # images made with copy live here
+    assert default_snapshotter(state) == "copy"
+    (state / "snapshots" / "btrfs").mkdir()  # two hold data: back to the probe's order
+    assert default_snapshotter(state) == "btrfs"

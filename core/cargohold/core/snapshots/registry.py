@@ -102,9 +102,11 @@ PREFERENCE = ("btrfs", "overlay", "copy")
 def default_snapshotter(state_dir: Path, registry: Registry[SnapshotDriver] | None = None) -> str:
     """The snapshotter to use for ``state_dir`` on this host.
 
-    ``$CARGOHOLD_SNAPSHOTTER`` wins; otherwise the first of `PREFERENCE`
-    whose driver can run (``unsupported_reason`` is None), then any other.
-    Each is imported only when its turn comes: the first that can run ends it.
+    ``$CARGOHOLD_SNAPSHOTTER`` wins. Otherwise, as dockerd keeps its prior
+    storage driver, the one snapshotter that already holds data here comes
+    first, so its images stay in view; then `PREFERENCE`, then any other. The
+    first whose driver can run (``unsupported_reason`` is None) is chosen; each
+    is imported only when its turn comes.
     """
     if chosen := os.environ.get(SNAPSHOTTER_ENV):
         return chosen
@@ -115,6 +117,10 @@ def default_snapshotter(state_dir: Path, registry: Registry[SnapshotDriver] | No
         registry = Registry(hook.cargohold_snapshotters, SnapshotDriver, "snapshotter")
     names = registry.names()
     order = [n for n in PREFERENCE if n in names] + sorted(set(names) - set(PREFERENCE))
+    prior = [n for n in order if (state_dir / "snapshots" / n).is_dir()]
+    if len(prior) == 1:
+        order.remove(prior[0])
+        order.insert(0, prior[0])
     reasons: list[str] = []
     for name in order:
         cls = registry.find(name)
