@@ -22,6 +22,7 @@ NOT_FOR_A_RUN = {
     "csv",
     "subprocess",
     "cargohold.plugins.docker.client",
+    "cargohold.core.images.ingest",
     "cargohold.drivers.snapshotters.copy",
     "cargohold.drivers.snapshotters.btrfs",  # overlay holds the images: no probe of btrfs
 }

@@ -30,6 +30,7 @@ from cargohold.core.api.errors import CargoholdError, Conflict
 from cargohold.core.containers import logs, procfs, runner, signals
 from cargohold.core.containers.etcfiles import etc_files
 from cargohold.core.containers.records import Container, ContainerState, StartFailed
+from cargohold.core.kernel.snapshot_mounts import mount_all
 
 if TYPE_CHECKING:
     from cargohold.core.api.snapshots import SnapshotMount
@@ -267,9 +268,7 @@ class Supervisor:
 
 
 def _mount_root(root_mounts: list[SnapshotMount], target: Path) -> None:
-    from cargohold.core.kernel.snapshot_mounts import mount_all
-
-    mount_all(root_mounts, target)
+    mount_all(root_mounts, target)  # in the container's child: imported before the fork
 
 
 def _echo(stream: str, chunk: bytes) -> None:

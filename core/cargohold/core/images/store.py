@@ -55,7 +55,6 @@ from cargohold.core.images.config import (
     new_config,
     normalize_reference,
 )
-from cargohold.core.images.ingest import Ingest, StagedImage, Staging, stage_layer
 from cargohold.core.images.records import Image
 from cargohold.core.snapshots.service import Snapshotter
 from cargohold.core.state.database import Database
@@ -63,10 +62,11 @@ from cargohold.core.state.image_store import ImageDatabase
 
 if TYPE_CHECKING:
     from cargohold.core.images.archives import SavedImage
+    from cargohold.core.images.ingest import Ingest, Staging
 
-# Archives and layer tars (image_archives, layers: tarfile, gzip) are imported by
+# Archives, layer tars and staging (archives, layers, ingest: tarfile, gzip) are imported by
 # the methods that read or write them: running a container from an unpacked
-# image needs neither.
+# image needs none of them.
 
 __all__ = ["ImageStore", "chain_ids", "normalize_reference"]
 
@@ -127,6 +127,8 @@ class ImageStore:
         import shutil
         import tempfile  # loading images needs these; running one (every run) does not
 
+        from cargohold.core.images.ingest import Staging
+
         self._setup()
         self._remove_leftovers()
         path = Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / "tmp"))
@@ -156,6 +158,8 @@ class ImageStore:
     def ingest(self) -> Iterator[Ingest]:
         """Stage layers and images from elsewhere; all become visible together when
         the block ends, none if it raises (``Ingest.images`` then holds them)."""
+        from cargohold.core.images.ingest import Ingest
+
         with self._locked(), self._staging() as staging:
             ingest = Ingest(self, staging)
             yield ingest
@@ -317,6 +321,7 @@ class ImageStore:
         bytes read.
         """
         from cargohold.core.images.archives import Hashing, Source, check_layer_digest, read_archive
+        from cargohold.core.images.ingest import StagedImage, stage_layer
         from cargohold.core.images.layers import LayerError
 
         path = Path(path)
@@ -357,6 +362,8 @@ class ImageStore:
         ``VOLUME``, ``LABEL``), as ``docker import --change``. ``progress`` is
         told each chunk read.
         """
+        from cargohold.core.images.ingest import StagedImage, stage_layer
+
         tag = normalize_reference(ref) if ref else None
         run_config = apply_changes({}, changes)
         with self._locked(), self._staging() as staging:
@@ -394,6 +401,8 @@ class ImageStore:
         (``docker commit`` saves the container's); ``changes`` apply on top.
         For ``cargohold commit``; the tar may hold whiteouts.
         """
+        from cargohold.core.images.ingest import StagedImage, stage_layer
+
         tag = normalize_reference(ref) if ref else None
         with self._locked(), self._staging() as staging:
             diff_ids = list(base.diff_ids) if base else []

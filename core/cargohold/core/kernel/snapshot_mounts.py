@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cargohold.core.api.errors import NotSupported
+from cargohold.core.api.logs import get_logger
 from cargohold.core.api.snapshots import SnapshotMount
 from cargohold.core.kernel import mounts as kmounts
 from cargohold.core.kernel.libc import syscall
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 #: mount(2) takes at most one page of data, its terminating NUL included.
 MOUNT_DATA_LIMIT = 4096 - 1
