@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cargohold.core.api.clock import utc_now
 from cargohold.core.api.errors import (
@@ -67,8 +67,7 @@ class Volume:
         return ANONYMOUS_LABEL in self.labels
 
 
-@dataclass(frozen=True)
-class PruneReport:
+class PruneReport(NamedTuple):  # (a frozen dataclass costs every command ~1 ms to define)
     removed: list[str]
     space_reclaimed: int
 
