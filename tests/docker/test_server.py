@@ -384,9 +384,11 @@ def test_expect_continue_is_answered_before_the_body(served: Served) -> None:
     assert served.runtime.volumes.get("continued").name == "continued"
 
 
-def test_an_oversized_head_gets_a_json_err(served: Served) -> None:
+@pytest.mark.parametrize("end", [b"\r\n\r\n", b""], ids=["complete", "never-ending"])
+def test_an_oversized_head_gets_a_json_err(served: Served, end: bytes) -> None:
     assert served.server.socket_path is not None
-    request = b"POST /VolumeDriver.Get HTTP/1.1\r\nX-Filler: " + b"x" * 70_000 + b"\r\n\r\n"
+    filler = b"x" * (70_000 if end else 300_000)
+    request = b"POST /VolumeDriver.Get HTTP/1.1\r\nX-Filler: " + filler + end
     (answer,) = _raw_exchange(served.server.socket_path, request)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 ")

@@ -26,8 +26,8 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import NamedTuple
 
 import httptools
 
@@ -41,8 +41,7 @@ MAX_HEAD = 64 * 1024
 LINGER_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):  # (built per request: a tuple is cheaper than a frozen dataclass)
     """One request as a handler sees it; ``path`` is the target without its query."""
 
     method: str
@@ -50,8 +49,7 @@ class Call:
     body: bytes
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(NamedTuple):
     """What a handler answers: sent with a ``Content-Length``, never chunked."""
 
     status: int
@@ -81,6 +79,10 @@ class _Connection:
         self.sock = sock
         self.parser = httptools.HttpRequestParser(self)
         self.ready: list[tuple[Call, bool]] = []
+        #: bytes read while a head is incomplete: the parser keeps a header line
+        #: until it ends, so an endless one is cut off here
+        self.head_read = 0
+        self.in_head = True
         self._begin()
 
     def _begin(self) -> None:
@@ -110,6 +112,7 @@ class _Connection:
             self.expects_continue = True
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         if self.head_size > MAX_HEAD and self.refusal is None:
             self.refusal = _Refused(431, f"request head is larger than {MAX_HEAD} bytes")
         if self.refusal is None and self.expects_continue:
@@ -126,6 +129,7 @@ class _Connection:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.in_head, self.head_read = True, 0
         if self.refusal is not None:
             return  # answered by the refusal, never by the handler
         path = self.url.partition(b"?")[0].decode("latin-1")
@@ -162,6 +166,11 @@ class _Connection:
             return False
         if not data:
             return False
+        if self.in_head:
+            self.head_read += len(data)
+            if self.head_read > MAX_HEAD + 65536:  # well past any head the parser could end
+                self._refuse(431, f"request head is larger than {MAX_HEAD} bytes")
+                return False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
