@@ -77,3 +77,25 @@ def test_threads_and_processes_never_lose_a_change(tmp_path: Path) -> None:
     assert seen and seen[0] is not db.connection()  # one connection per thread
     assert db.connection().execute("SELECT n FROM counter").fetchone() == (150,)
     db.close()
+
+
+def test_a_new_store_opened_by_many_at_once_opens_for_all(tmp_path: Path) -> None:
+    # as processes starting together on a fresh state directory: the switch to WAL
+    # needs the file to itself, and SQLite answers "locked" without waiting for it
+    for attempt in range(20):
+        path = tmp_path / f"s{attempt}.db"
+        errors: list[BaseException] = []
+
+        def open_it(path: Path = path, errors: list[BaseException] = errors) -> None:
+            try:
+                db = Database(path, "CREATE TABLE IF NOT EXISTS t (x INTEGER)", version=1)
+                db.close()
+            except BaseException as err:
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+
+#: seconds a statement waits for another process's lock before failing
+BUSY_TIMEOUT = 30.0
 
 
 class Database:
@@ -41,6 +45,7 @@ class Database:
         # stores, and a write transaction to re-apply it would cost each a lock.
         if version is not None and self._version() == version:
             return
+        self._use_wal()
         with self.transaction() as db:
             if version is not None:
                 found = self._version()
@@ -55,6 +60,23 @@ class Database:
             if version is not None:
                 db.execute(f"PRAGMA user_version = {version}")
 
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode, which it keeps: done here once, not per connection.
+
+        The switch needs the database to itself, and SQLite does not wait for
+        that as it waits for a lock: two processes creating one store at once
+        would see "database is locked". So it is retried for the busy timeout.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self.connection().execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def _version(self) -> int:
         (found,) = self.connection().execute("PRAGMA user_version").fetchone()
         return int(found)
@@ -63,8 +85,7 @@ class Database:
         """This thread's connection (autocommit: use it for reads)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode = WAL")
+            db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
             db.execute("PRAGMA foreign_keys = ON")
             self._local.db = db
