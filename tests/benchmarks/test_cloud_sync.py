@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ import pytest
 
 from cargohold.core import Runtime
 
-from ..cloud.conftest import S3_KEY, S3_SECRET, free_port, s3_client, wait_for_port
+from ..cloud.conftest import S3_KEY, S3_SECRET
+from .conftest import BUCKET
 
 pytestmark = [pytest.mark.benchmark]
 
@@ -41,23 +42,6 @@ SMALL_FILES = 2000 if FULL else 200
 SMALL_SIZE = 4096
 ROUNDS = 3
 PARALLEL = 8
-BUCKET = "bench"
-
-
-@pytest.fixture(scope="module")
-def moto_process() -> Iterator[str]:
-    pytest.importorskip("moto.server", reason="pip install 'moto[server]'")
-    port = free_port()
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, server)
-        endpoint = f"http://127.0.0.1:{port}"
-        s3_client(endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def rclone() -> str:

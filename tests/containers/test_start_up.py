@@ -9,7 +9,7 @@ import pytest
 from cargohold.core import Runtime
 
 from ..test_startup_imports import NEVER_AT_START, imported_by
-from .conftest import IMAGE, cleanup, cli, needs_busybox
+from .conftest import IMAGE, cli, needs_busybox
 
 pytestmark = pytest.mark.root
 
@@ -38,4 +38,3 @@ def test_a_run_imports_only_what_it_uses(rt: Runtime, state_dir: Path) -> None:
     assert "cargohold.core.containers.supervisor" in modules  # it did run a container
     assert modules & (NEVER_AT_START | NOT_FOR_A_RUN) == set()
     assert rt.containers.list(all=True) == []  # and --rm removed it
-    cleanup(rt)

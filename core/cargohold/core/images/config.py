@@ -51,15 +51,14 @@ def normalize_reference(ref: str) -> str:
 
 def chain_ids(diff_ids: Sequence[str]) -> list[str]:
     """The chain id of each layer stack, bottom first."""
-    chains: list[str] = []
-    for diff_id in diff_ids:
-        if chains:
-            import hashlib  # here, so a one-layer image (most runs) needs none
+    if len(diff_ids) < 2:
+        return list(diff_ids)  # a one-layer image (most runs): no digest, no hashlib
+    import hashlib
 
-            digest = hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
-            chains.append(f"sha256:{digest}")
-        else:
-            chains.append(diff_id)
+    chains = [diff_ids[0]]
+    for diff_id in diff_ids[1:]:
+        digest = hashlib.sha256(f"{chains[-1]} {diff_id}".encode()).hexdigest()
+        chains.append(f"sha256:{digest}")
     return chains
 
 

@@ -64,11 +64,11 @@ Handle = Callable[[Call], Answer]
 Refuse = Callable[[int, str, str], Answer]
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, problem: str) -> None:
-        super().__init__(problem)
-        self.status = status
-        self.problem = problem
+class _Refusal(NamedTuple):
+    """A request answered with an error before any handler sees it."""
+
+    status: int
+    problem: str
 
 
 class _Connection:
@@ -91,7 +91,7 @@ class _Connection:
         self.body_size = 0
         self.head_size = 0
         self.expects_continue = False
-        self.refusal: _Refused | None = None
+        self.refusal: _Refusal | None = None
 
     # -- httptools callbacks -----------------------------------------------------------
 
@@ -107,14 +107,14 @@ class _Connection:
         lowered = name.lower()
         if lowered == b"content-length" and value.strip().isdigit():
             if int(value) > self.server.max_body:
-                self.refusal = _Refused(413, f"body of {int(value)} bytes")
+                self.refusal = _Refusal(413, f"body of {int(value)} bytes")
         elif lowered == b"expect" and value.strip().lower() == b"100-continue":
             self.expects_continue = True
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         if self.head_size > MAX_HEAD and self.refusal is None:
-            self.refusal = _Refused(431, f"request head is larger than {MAX_HEAD} bytes")
+            self.refusal = _Refusal(431, f"request head is larger than {MAX_HEAD} bytes")
         if self.refusal is None and self.expects_continue:
             self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -123,7 +123,7 @@ class _Connection:
             return
         self.body_size += len(body)
         if self.body_size > self.server.max_body:
-            self.refusal = _Refused(413, f"body of over {self.server.max_body} bytes")
+            self.refusal = _Refusal(413, f"body of over {self.server.max_body} bytes")
             self.body.clear()
             return
         self.body.append(body)
@@ -149,7 +149,7 @@ class _Connection:
                 self.ready.clear()
                 # a refusal is noticed once the head is in: answered before the body is read
                 if self.refusal is not None:
-                    self._refuse(self.refusal.status, self.refusal.problem)
+                    self._refuse(*self.refusal)
                     return
         except (ConnectionError, TimeoutError):
             pass  # the client went away mid-answer: nobody is left to tell
